@@ -1,0 +1,226 @@
+"""Corpora as every model sees them: one vocabulary from the training split, id streams per split.
+
+A loader turns a corpus config into token streams; this module builds the vocabulary, encodes the
+splits and caches the result under a fingerprint of (source hashes, tokenisation, vocab settings),
+which every run record carries, so "same data" is provable rather than assumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from lmbench.corpora.fetch import cache_dir
+from lmbench.errors import CorpusError
+
+EOS = "<eos>"
+UNK = "<unk>"
+SPLITS = ("train", "valid", "test")
+PREPARE_VERSION = 1  # bump when tokenisation or encoding changes, to invalidate prepared caches
+
+
+@dataclass
+class Vocab:
+    """Token strings by id. ``<unk>`` is always present; word-level corpora also have ``<eos>``."""
+
+    itos: list[str]
+    stoi: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stoi = {s: i for i, s in enumerate(self.itos)}
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    @property
+    def unk(self) -> int:
+        return self.stoi[UNK]
+
+    def encode(self, tokens) -> np.ndarray:
+        unk = self.unk
+        return np.fromiter((self.stoi.get(t, unk) for t in tokens), dtype=np.int32, count=len(tokens))
+
+    def decode(self, ids) -> list[str]:
+        return [self.itos[i] for i in ids]
+
+
+@dataclass
+class Corpus:
+    """A prepared corpus: vocabulary, one int32 id stream per split, and facts for the record."""
+
+    name: str
+    level: str  # "char" or "word"
+    vocab: Vocab
+    splits: dict[str, np.ndarray]
+    chars: dict[str, int]  # characters of the underlying text per split, for bits per character
+    fingerprint: str
+    meta: dict  # loader facts (e.g. the synthetic process's parameters)
+
+    @property
+    def train(self) -> np.ndarray:
+        return self.splits["train"]
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.splits["valid"]
+
+    @property
+    def test(self) -> np.ndarray:
+        return self.splits["test"]
+
+    @property
+    def line_end(self) -> int | None:
+        """Id of the token that ends a line (``<eos>`` or ``\\n``), if the corpus has lines."""
+        return self.vocab.stoi.get(EOS if self.level == "word" else "\n")
+
+    def line_starts(self, split: str) -> np.ndarray:
+        """Start index of every line in a split (0 first): the sentence protocol's resets."""
+        ids = self.splits[split]
+        if self.line_end is None:
+            raise CorpusError(f"Corpus {self.name} has no line structure; use protocol=stream.")
+        ends = np.flatnonzero(ids[:-1] == self.line_end) + 1
+        return np.concatenate([[0], ends]).astype(np.int64)
+
+    def detokenize(self, ids) -> str:
+        tokens = self.vocab.decode(ids)
+        if self.level == "char":
+            return "".join(tokens)
+        return " ".join(tokens).replace(f" {EOS} ", "\n").replace(EOS, "\n")
+
+    def stats(self) -> dict:
+        unk = self.vocab.unk
+        return {
+            "level": self.level,
+            "vocab_size": len(self.vocab),
+            **{f"{s}_tokens": int(len(ids)) for s, ids in self.splits.items()},
+            **{f"{s}_chars": int(n) for s, n in self.chars.items()},
+            **{f"{s}_oov_rate": float(np.mean(ids == unk)) if len(ids) else 0.0
+               for s, ids in self.splits.items()},
+        }
+
+
+# ---------------------------------------------------------------- loaders
+@dataclass
+class RawCorpus:
+    """What a loader hands back: per split, a text (char level) or a list of word tokens with
+    ``<eos>`` ending each line (word level), and facts for ``Corpus.meta``."""
+
+    splits: dict[str, str | list[str]]
+    meta: dict = field(default_factory=dict)
+
+
+def declared_hashes(cfg) -> list[str]:
+    """The sha256 of every canonical source file the config declares."""
+    files = list(cfg.files.values()) if "files" in cfg else [cfg.file] if "file" in cfg else []
+    return sorted(f.sha256 for f in files)
+
+
+LOADERS: dict[str, tuple[Callable[..., RawCorpus], Callable[..., list[str]]]] = {}
+
+
+def loader(name: str, hashes: Callable[..., list[str]] = declared_hashes):
+    """Register a loader; ``hashes(cfg)`` names its sources' content without reading the corpus."""
+
+    def add(fn: Callable[..., RawCorpus]) -> Callable[..., RawCorpus]:
+        LOADERS[name] = (fn, hashes)
+        return fn
+
+    return add
+
+
+def _count_chars(tokens: str | list[str]) -> int:
+    """Characters of the underlying text: words are followed by a space or the line's newline."""
+    if isinstance(tokens, str):
+        return len(tokens)
+    n, previous = 0, EOS
+    for t in tokens:
+        if t == EOS:
+            n += previous == EOS  # an empty line is still one newline character
+        else:
+            n += len(t) + 1
+        previous = t
+    return n
+
+
+def build_vocab(train: str | list[str], min_count: int, level: str) -> Vocab:
+    """Specials first, then training types by descending frequency (ties by string)."""
+    counts = Counter(train)
+    specials = [EOS, UNK] if level == "word" else [UNK]
+    kept = [t for t, c in counts.items() if c >= min_count and t not in specials]
+    kept.sort(key=lambda t: (-counts[t], t))
+    return Vocab(specials + kept)
+
+
+def _fingerprint(cfg, source_hashes: list[str]) -> str:
+    settings = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    settings.pop("name", None)
+    payload = json.dumps({"version": PREPARE_VERSION, "settings": settings,
+                          "sources": source_hashes}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _prepared_path(name: str, fingerprint: str) -> Path:
+    return cache_dir() / "prepared" / f"{name}-{fingerprint[:16]}.npz"
+
+
+def _save_prepared(path: Path, corpus: Corpus) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = {"name": corpus.name, "level": corpus.level, "chars": corpus.chars,
+              "fingerprint": corpus.fingerprint, "meta": corpus.meta}
+    buffer = io.BytesIO()
+    np.savez(buffer, itos=np.array(corpus.vocab.itos), header=np.array(json.dumps(header)),
+             **corpus.splits)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
+    with os.fdopen(fd, "wb") as f:
+        f.write(buffer.getvalue())
+    os.replace(tmp, path)
+
+
+def _load_prepared(path: Path) -> Corpus | None:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(str(data["header"]))
+            splits = {s: data[s] for s in SPLITS}
+            itos = [str(s) for s in data["itos"]]
+    except Exception:  # an unreadable cache entry is rebuilt, never trusted
+        return None
+    return Corpus(header["name"], header["level"], Vocab(itos), splits, header["chars"],
+                  header["fingerprint"], header["meta"])
+
+
+def load_corpus(cfg) -> Corpus:
+    """Prepare (or load from cache) the corpus described by a ``corpus`` config node."""
+    from lmbench.corpora import loaders as _  # noqa: F401  (registers the loaders)
+
+    if cfg.loader not in LOADERS:
+        raise CorpusError(f"Unknown corpus loader {cfg.loader!r}; known: {', '.join(sorted(LOADERS))}.")
+    read, hashes = LOADERS[cfg.loader]
+    level = cfg.level.value if hasattr(cfg.level, "value") else str(cfg.level)
+    fingerprint = _fingerprint(cfg, hashes(cfg))
+    path = _prepared_path(cfg.name, fingerprint)
+    cached = _load_prepared(path)
+    if cached is not None:
+        return cached
+    raw = read(cfg)
+    for split in SPLITS:
+        if len(raw.splits.get(split, ())) == 0:
+            raise CorpusError(f"Corpus {cfg.name}: the {split} split is empty.")
+    if cfg.lowercase:
+        raw.splits = {s: t.lower() if isinstance(t, str) else [w if w == EOS else w.lower() for w in t]
+                      for s, t in raw.splits.items()}
+    vocab = build_vocab(raw.splits["train"], cfg.min_count, level)
+    splits = {s: vocab.encode(raw.splits[s]) for s in SPLITS}
+    corpus = Corpus(cfg.name, level, vocab, splits,
+                    {s: _count_chars(raw.splits[s]) for s in SPLITS}, fingerprint, raw.meta)
+    _save_prepared(path, corpus)
+    return corpus

@@ -1,0 +1,103 @@
+"""Find a corpus's canonical file: the local cache, then a mirror folder, then the canonical URL.
+
+Every file is checked against its declared sha256 before it is used or moved into the cache, and it
+only ever enters the cache by an atomic rename, so an interrupted or corrupt copy is never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from lmbench.errors import ChecksumError, CorpusError
+
+MIRROR_ENV = "LMBENCH_MIRROR"
+CACHE_ENV = "LMBENCH_CACHE"
+
+
+def cache_dir() -> Path:
+    """``$LMBENCH_CACHE`` or the project's ``corpora/`` folder."""
+    return Path(os.environ.get(CACHE_ENV) or Path(__file__).resolve().parents[2] / "corpora")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify(path: Path, expected: str, what: str) -> None:
+    actual = sha256_of(path)
+    if actual != expected:
+        raise ChecksumError(
+            f"Checksum mismatch for {what} ({path}): expected sha256 {expected}, got {actual}. "
+            "The file is corrupt, truncated or a different version; the cache was left untouched. "
+            "Delete the bad copy (or fix the mirror) and run again.")
+
+
+def _install(source: Path, target: Path) -> None:
+    """Copy a verified file into the cache via a temporary file and an atomic rename."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".part-", delete=False) as tmp:
+        with open(source, "rb") as src:
+            shutil.copyfileobj(src, tmp)
+    os.replace(tmp.name, target)
+
+
+def _download(url: str, target: Path, expected: str) -> None:
+    if not url.startswith("https://"):
+        raise CorpusError(f"Refusing to download {url}: only https URLs are allowed.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as response:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {target.name}") as bar:
+                for block in iter(lambda: response.read(1 << 16), b""):
+                    out.write(block)
+                    bar.update(len(block))
+        _verify(tmp, expected, f"the download of {url}")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def fetch(spec, corpus: str) -> Path:
+    """Return the cached path of a verified copy of ``spec`` (a ``SourceFile`` config)."""
+    target = cache_dir() / spec.path
+    if target.exists():
+        _verify(target, spec.sha256, f"cached file {spec.path} of corpus {corpus}")
+        return target
+    mirror = os.environ.get(MIRROR_ENV)
+    if mirror:
+        if not Path(mirror).is_dir():
+            raise CorpusError(
+                f"{MIRROR_ENV}={mirror} is not an existing folder. Point it at a corpus mirror "
+                "(a folder laid out like corpora/, e.g. ../shared/corpora) or unset it.")
+        candidate = Path(mirror) / spec.path
+        if candidate.exists():
+            _verify(candidate, spec.sha256, f"mirror file {spec.path} of corpus {corpus}")
+            _install(candidate, target)
+            return target
+    try:
+        _download(spec.url, target, spec.sha256)
+    except ChecksumError:
+        raise
+    except Exception as exc:  # network errors come in many types; all mean "not reachable"
+        looked = f"not in the cache ({target})"
+        looked += f", not in the mirror ({Path(mirror) / spec.path})" if mirror else \
+            f", no mirror set (${MIRROR_ENV})"
+        raise CorpusError(
+            f"Corpus {corpus}: file {spec.path} is {looked}, and downloading {spec.url} failed "
+            f"({exc}). Connect to the internet, or set {MIRROR_ENV} to a folder holding "
+            f"{spec.path}, or place the file at {target} yourself.") from exc
+    return target

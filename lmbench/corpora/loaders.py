@@ -1,0 +1,135 @@
+"""Readers for the supported corpora. Each turns a corpus config into per-split token streams."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from lmbench.corpora import EOS, SPLITS, RawCorpus, loader
+from lmbench.corpora import synthetic as _synthetic  # noqa: F401  (registers the synthetic loader)
+from lmbench.corpora.fetch import cache_dir, fetch
+from lmbench.errors import CorpusError
+
+
+def words_of(text: str) -> list[str]:
+    """Word-level tokenisation: whitespace-separated words, one ``<eos>`` ending every line."""
+    tokens: list[str] = []
+    for line in text.splitlines():
+        tokens.extend(line.split())
+        tokens.append(EOS)
+    return tokens
+
+
+def chars_of_words(text: str) -> str:
+    """Character stream of a word-tokenised text: words joined by one space, a newline per line."""
+    return "".join(" ".join(line.split()) + "\n" for line in text.splitlines())
+
+
+def tokenize(text: str, level: str, words_to_chars: bool = False):
+    if level == "word":
+        return words_of(text)
+    return chars_of_words(text) if words_to_chars else text
+
+
+def decode(data: bytes, where: str, encoding: str = "utf-8", errors: str = "strict") -> str:
+    """Decode bytes, naming the byte offset of the first bad byte and how to get past it."""
+    if b"\x00" in data[:8192] and encoding.lower().replace("-", "") == "utf8":
+        raise CorpusError(f"{where} looks binary (it holds NUL bytes); a corpus must be a text file.")
+    try:
+        return data.decode(encoding, errors)
+    except UnicodeDecodeError as exc:
+        raise CorpusError(
+            f"{where} is not valid {encoding}: byte 0x{data[exc.start]:02x} at offset {exc.start} "
+            f"({exc.reason}). Convert the file, or set corpus.encoding (e.g. latin-1) or "
+            "corpus.errors=replace to read it anyway.") from exc
+    except LookupError as exc:
+        raise CorpusError(f"Unknown text encoding corpus.encoding={encoding!r}.") from exc
+
+
+def cut(text: str, fractions) -> dict[str, str]:
+    """Contiguous train/valid/test pieces of a text by fractions of its characters."""
+    if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise CorpusError(f"corpus.fractions must be three positive numbers summing to 1, got "
+                          f"{list(fractions)}.")
+    a = int(len(text) * fractions[0])
+    b = a + int(len(text) * fractions[1])
+    return dict(zip(SPLITS, (text[:a], text[a:b], text[b:])))
+
+
+def _level(cfg) -> str:
+    return cfg.level.value if hasattr(cfg.level, "value") else str(cfg.level)
+
+
+@loader("split_files")
+def load_split_files(cfg) -> RawCorpus:
+    splits = {}
+    for split in SPLITS:
+        path = fetch(cfg.files[split], cfg.name)
+        text = decode(path.read_bytes(), str(path))
+        splits[split] = tokenize(text, _level(cfg), cfg.words_to_chars)
+    return RawCorpus(splits)
+
+
+@loader("one_file")
+def load_one_file(cfg) -> RawCorpus:
+    path = fetch(cfg.file, cfg.name)
+    pieces = cut(decode(path.read_bytes(), str(path)), cfg.fractions)
+    return RawCorpus({s: tokenize(t, _level(cfg)) for s, t in pieces.items()})
+
+
+@loader("brown")
+def load_brown(cfg) -> RawCorpus:
+    """NLTK's Brown corpus as one word stream (case kept), cut by token counts (Bengio et al.)."""
+    import nltk
+
+    fetch(cfg.file, cfg.name)  # verified nltk_data/corpora/brown.zip in the cache
+    data_dir = str(cache_dir() / "nltk_data")
+    if data_dir not in nltk.data.path:
+        nltk.data.path.insert(0, data_dir)
+    words = list(nltk.corpus.brown.words())
+    n_train, n_valid = cfg.split_tokens
+    if n_train + n_valid >= len(words):
+        raise CorpusError(f"corpus.split_tokens={list(cfg.split_tokens)} leaves no test tokens "
+                          f"(Brown has {len(words):,}).")
+    return RawCorpus({"train": words[:n_train], "valid": words[n_train:n_train + n_valid],
+                      "test": words[n_train + n_valid:]},
+                     {"total_tokens": len(words)})
+
+
+def _user_files(cfg) -> dict[str, Path] | Path:
+    """The user's split files, or the single file to cut by fractions."""
+    root = Path(cfg.path).expanduser()
+    if root.is_dir():
+        files = {s: root / f"{s}.txt" for s in SPLITS}
+        missing = [p.name for p in files.values() if not p.is_file()]
+        if missing:
+            raise CorpusError(f"corpus.path={root} is a folder but lacks {', '.join(missing)}; a "
+                              "folder corpus needs train.txt, valid.txt and test.txt (or point "
+                              "corpus.path at one file to cut by corpus.fractions).")
+        return files
+    if root.is_file():
+        return root
+    raise CorpusError(f"corpus.path={cfg.path} does not exist. Point it at a text file or at a "
+                      "folder with train.txt, valid.txt and test.txt.")
+
+
+def _user_hashes(cfg) -> list[str]:
+    found = _user_files(cfg)
+    paths = found.values() if isinstance(found, dict) else [found]
+    return [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+
+
+@loader("user_file", hashes=_user_hashes)
+def load_user_file(cfg) -> RawCorpus:
+    found = _user_files(cfg)
+    if isinstance(found, dict):
+        texts = {s: decode(p.read_bytes(), str(p), cfg.encoding, cfg.errors) for s, p in found.items()}
+    else:
+        text = decode(found.read_bytes(), str(found), cfg.encoding, cfg.errors)
+        if not text.strip():
+            raise CorpusError(f"corpus.path={found} is empty.")
+        texts = cut(text, cfg.fractions)
+    for split, text in texts.items():
+        if not text.strip():
+            raise CorpusError(f"The {split} split of corpus.path={cfg.path} is empty.")
+    return RawCorpus({s: tokenize(t, _level(cfg)) for s, t in texts.items()})

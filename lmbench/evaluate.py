@@ -1,0 +1,89 @@
+"""The one evaluation protocol: every model's log p(token | preceding tokens) for every token.
+
+``stream``: a split is one stream scored from an empty context. ``sentence``: each line is scored
+on its own from an empty context (n-gram toolkits' convention: ``</s>``/``<eos>`` counted, ``<s>``
+not). Metrics: mean NLL in nats, perplexity, bits per token and bits per character of the
+underlying text, with 95% block-bootstrap intervals over the per-token losses.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from lmbench.corpora import Corpus
+from lmbench.errors import UserError
+
+LN2 = math.log(2)
+
+
+class NonFiniteScoreError(RuntimeError):
+    """A model produced a NaN/inf log-probability: a bug or a diverged model, never a metric."""
+
+
+def resets(corpus: Corpus, split: str, protocol: str) -> np.ndarray:
+    """Positions where the model's context is emptied under ``protocol``."""
+    if protocol == "stream":
+        return np.zeros(1, dtype=np.int64)
+    if protocol == "sentence":
+        return corpus.line_starts(split)
+    raise UserError(f"Unknown protocol {protocol!r}; use stream or sentence.")
+
+
+def token_losses(model, corpus: Corpus, split: str, protocol: str, batch_size: int) -> np.ndarray:
+    """Per-token negative log-likelihoods (nats) of one split, checked for shape and finiteness."""
+    tokens = corpus.splits[split]
+    log_probs = np.asarray(model.log_probs(tokens, resets(corpus, split, protocol), batch_size),
+                           dtype=np.float64)
+    if log_probs.shape != tokens.shape:
+        raise NonFiniteScoreError(f"model returned {log_probs.shape} scores for {tokens.shape} tokens")
+    bad = np.flatnonzero(~np.isfinite(log_probs) | (log_probs > 1e-9))
+    if len(bad):
+        raise NonFiniteScoreError(
+            f"model gave log-probability {log_probs[bad[0]]} to token {bad[0]} of the {split} split")
+    return -log_probs
+
+
+def bootstrap_mean_ci(losses: np.ndarray, samples: int, block: int, seed: int = 0,
+                      level: float = 0.95) -> tuple[float, float]:
+    """Percentile CI of the mean loss, resampling contiguous blocks (losses are autocorrelated)."""
+    n = len(losses)
+    block = block or max(1, int(math.sqrt(n)))
+    edges = np.arange(0, n, block)
+    sums = np.add.reduceat(losses, edges)
+    lengths = np.diff(np.append(edges, n))
+    picks = np.random.default_rng(seed).integers(0, len(edges), size=(samples, len(edges)))
+    means = sums[picks].sum(axis=1) / lengths[picks].sum(axis=1)
+    tail = (1 - level) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def metrics(losses: np.ndarray, chars: int, samples: int = 1000, block: int = 0) -> dict:
+    """Summary metrics of per-token losses; ``chars`` is the split's underlying text length."""
+    n = len(losses)
+    nll = float(losses.mean())
+    low, high = bootstrap_mean_ci(losses, samples, block) if samples else (nll, nll)
+    per_char = n / chars
+    return {
+        "tokens": n,
+        "nll": nll,
+        "ppl": math.exp(nll),
+        "ppl_ci": [math.exp(low), math.exp(high)],
+        "bits_per_token": nll / LN2,
+        "bpc": nll / LN2 * per_char,
+        "bpc_ci": [low / LN2 * per_char, high / LN2 * per_char],
+    }
+
+
+def evaluate(model, corpus: Corpus, split: str, protocol: str, batch_size: int = 64,
+             bootstrap_samples: int = 1000, bootstrap_block: int = 0) -> tuple[dict, np.ndarray]:
+    """Score one split; returns its metrics (with eval tokens/s) and the per-token losses."""
+    start = time.perf_counter()
+    losses = token_losses(model, corpus, split, protocol, batch_size)
+    seconds = time.perf_counter() - start
+    result = metrics(losses, corpus.chars[split], bootstrap_samples, bootstrap_block)
+    result.update(protocol=protocol, eval_seconds=seconds, eval_tokens_per_s=len(losses) / max(seconds, 1e-9))
+    return result, losses

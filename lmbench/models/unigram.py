@@ -1,0 +1,41 @@
+"""Add-k unigram: p(w) = (count(w) + k) / (N + k|V|), the same for every context."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lmbench.corpora import Corpus
+from lmbench.errors import UserError
+from lmbench.models import register
+
+
+@register("unigram")
+class Unigram:
+    def __init__(self, cfg, corpus: Corpus):
+        if cfg.add_k < 0:
+            raise UserError(f"model.add_k must be >= 0, got {cfg.add_k}.")
+        self.add_k = float(cfg.add_k)
+        self.vocab_size = len(corpus.vocab)
+        self.log_p = np.full(self.vocab_size, -np.log(self.vocab_size))
+
+    def fit(self, corpus: Corpus, cfg, run_dir) -> dict:
+        counts = np.bincount(corpus.train, minlength=self.vocab_size).astype(np.float64) + self.add_k
+        if np.any(counts == 0):
+            raise UserError("model.add_k=0 leaves vocabulary types with probability 0 "
+                            "(e.g. <unk>); use add_k > 0.")
+        self.log_p = np.log(counts / counts.sum())
+        return {}
+
+    def log_probs(self, tokens: np.ndarray, starts: np.ndarray, batch_size: int) -> np.ndarray:
+        return self.log_p[tokens]
+
+    def sample(self, length, prompt, temperature, top_k, rng) -> np.ndarray:
+        from lmbench.sampling import draw
+
+        return np.array([draw(self.log_p, temperature, top_k, rng) for _ in range(length)])
+
+    def num_parameters(self) -> int:
+        return self.vocab_size - 1
+
+    def size_bytes(self) -> int:
+        return self.log_p.nbytes

@@ -1,0 +1,157 @@
+"""Run records: one self-describing JSON file per run, written atomically, and the tables derived
+from a folder of them. Tables are never edited by hand; they are regenerated from records."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import uuid
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+RECORD_NAME = "record.json"
+PACKAGES = ("lmbench", "torch", "numpy", "pandas", "nltk", "hydra-core", "omegaconf")
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and an atomic rename: readers see the old
+    file or the new one, never a partial one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def versions() -> dict:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    found["python"] = platform.python_version()
+    return found
+
+
+def git_commit() -> str | None:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (commit + ("-dirty" if dirty else "")) or None
+
+
+def hardware(device: str) -> dict:
+    import psutil
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "platform": platform.platform(), "device": device, "gpu": None}
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def write_record(record: dict, run_dir: Path) -> Path:
+    path = Path(run_dir) / RECORD_NAME
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True, default=str))
+    return path
+
+
+def collect(root: Path) -> tuple[list[dict], list[str]]:
+    """All readable records below ``root``, and a note for each file skipped as unreadable."""
+    records, skipped = [], []
+    for path in sorted(Path(root).rglob(RECORD_NAME)):
+        try:
+            record = json.loads(path.read_text())
+            if not isinstance(record, dict) or "id" not in record:
+                raise ValueError("not an lmbench record")
+        except (OSError, ValueError) as exc:
+            skipped.append(f"{path}: {exc}")
+            continue
+        record["_path"] = str(path)
+        records.append(record)
+    return records, skipped
+
+
+def _row(record: dict, test: dict, model: str) -> dict:
+    valid = record.get("metrics", {}).get("valid", {})
+    timing, memory = record.get("timing", {}), record.get("memory", {})
+    return {
+        "model": model,
+        "corpus": record["corpus"]["name"],
+        "protocol": record["config"].get("protocol"),
+        "seed": record["config"].get("seed"),
+        "status": record["status"],
+        "valid_ppl": valid.get("ppl"),
+        "test_ppl": test.get("ppl"),
+        "test_ppl_lo": (test.get("ppl_ci") or [None, None])[0],
+        "test_ppl_hi": (test.get("ppl_ci") or [None, None])[1],
+        "test_bpc": test.get("bpc"),
+        "params": memory.get("parameters"),
+        "model_mb": memory.get("model_bytes") / 2**20 if memory.get("model_bytes") else None,
+        "peak_rss_mb": memory.get("peak_rss_mb"),
+        "train_s": timing.get("train_seconds"),
+        "train_tok_s": timing.get("train_tokens_per_s"),
+        "eval_tok_s": test.get("eval_tokens_per_s"),
+        "device": record.get("device"),
+        "fingerprint": record["corpus"]["fingerprint"][:12],
+        "run": record["id"],
+    }
+
+
+def table(records: list[dict]) -> pd.DataFrame:
+    """One row per run, plus one floor row per corpus that has an exact oracle."""
+    rows, floors = [], {}
+    for record in records:
+        rows.append(_row(record, record.get("metrics", {}).get("test", {}), record["model"]))
+        floor = record.get("floor")
+        if floor:
+            key = (record["corpus"]["fingerprint"], record["config"].get("protocol"))
+            floors.setdefault(key, _row(record, floor, "oracle (floor)") | {
+                "status": "ok", "valid_ppl": None, "seed": None, "params": None, "model_mb": None,
+                "peak_rss_mb": None, "train_s": None, "train_tok_s": None, "run": "-"})
+    frame = pd.DataFrame(rows + list(floors.values()))
+    if frame.empty:
+        return frame
+    return frame.sort_values(["corpus", "protocol", "test_ppl", "model", "seed"],
+                             na_position="last", kind="stable").reset_index(drop=True)
+
+
+def write_tables(root: Path, records: list[dict]) -> pd.DataFrame:
+    """Regenerate ``table.csv`` and ``table.md`` in ``root`` from ``records``."""
+    frame = table(records)
+    atomic_write_text(Path(root) / "table.csv", frame.to_csv(index=False))
+    markdown = frame.to_markdown(index=False, floatfmt=".4g") if not frame.empty else "(no runs)"
+    atomic_write_text(Path(root) / "table.md", markdown + "\n")
+    return frame

@@ -1,0 +1,18 @@
+"""Drawing a token from a next-token distribution, with temperature and top-k."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def draw(log_p: np.ndarray, temperature: float, top_k: int | None, rng: np.random.Generator) -> int:
+    """Sample an id from log-probabilities sharpened (T<1) or flattened (T>1), restricted to the
+    ``top_k`` most likely ids if given. T=0 means greedy."""
+    if temperature <= 0:
+        return int(np.argmax(log_p))
+    logits = np.asarray(log_p, dtype=np.float64) / temperature
+    if top_k:
+        cutoff = np.partition(logits, -top_k)[-top_k]
+        logits = np.where(logits >= cutoff, logits, -np.inf)
+    p = np.exp(logits - logits.max())
+    return int(rng.choice(len(p), p=p / p.sum()))
