@@ -87,6 +87,7 @@ def run(cfg, run_dir: Path) -> dict:
         "run_dir": str(run_dir),
         "status": "running",
     }
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     try:
         fit_cfg = OmegaConf.merge(cfg, {"device": device})

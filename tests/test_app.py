@@ -65,6 +65,7 @@ def test_sweep_writes_one_record_per_job_and_one_table(tmp_path):
     ("train.lr=-1", "train.lr=-1.0 is out of range: it must be positive"),
     ("train.bptt=0", "train.bptt=0 is out of range"),
     ("device=tpu", "Invalid value 'tpu'"),
+    ("device=cuda", "device=cuda is not available on this machine"),
 ])
 def test_bad_config_fails_at_start_up_with_a_clear_message_and_writes_nothing(tmp_path, override,
                                                                                message):

@@ -1,0 +1,41 @@
+"""A job's life cycle in process: records on success and on failure, atomically written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import compose_config
+
+from lmbench import models
+from lmbench.models.unigram import Unigram
+from lmbench.run import run
+
+SMALL = ["corpus.train_tokens=5000", "corpus.valid_tokens=1000", "corpus.test_tokens=1000"]
+
+
+class ExplodingUnigram(Unigram):
+    """A unigram whose training crashes half way, as a bug or an out-of-memory would."""
+
+    def fit(self, corpus, cfg, run_dir):
+        raise RuntimeError("simulated crash in fit")
+
+
+def test_a_run_that_raises_still_writes_a_failed_record(tmp_path, monkeypatch):
+    monkeypatch.setitem(models._REGISTRY, "unigram", ExplodingUnigram)
+    cfg = compose_config(*SMALL, f"results_dir={tmp_path}")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(cfg, tmp_path / "job")
+    record = json.loads((tmp_path / "job" / "record.json").read_text())
+    assert record["status"] == "failed"
+    assert "simulated crash in fit" in record["error"] and "Traceback" in record["traceback"]
+    assert (tmp_path / "table.csv").read_text().count("failed") == 1
+
+
+def test_records_are_written_without_leftover_temporary_files(tmp_path):
+    cfg = compose_config(*SMALL, f"results_dir={tmp_path}")
+    record = run(cfg, tmp_path / "job")
+    assert record["status"] == "ok"
+    assert json.loads((tmp_path / "job" / "record.json").read_text())["id"] == record["id"]
+    assert not list(tmp_path.rglob("*.part"))
+    assert (tmp_path / "job" / "test_losses.npy").exists()
