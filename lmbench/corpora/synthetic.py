@@ -71,7 +71,6 @@ class SyntheticProcess:
     """
 
     def __init__(self, meta: dict):
-        self.meta = meta
         self.delimiters = [tuple(pair) for pair in meta["delimiters"]]
         self.lexicon = meta["lexicon"]  # words per class, most frequent first
         self.outside = np.array(meta["outside"], dtype=np.float64)  # (classes + 1, classes)
