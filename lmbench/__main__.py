@@ -10,33 +10,59 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 
 from lmbench import config, models
 from lmbench.errors import UserError
-from lmbench.records import RECORD_NAME
+from lmbench.records import RECORD_NAME, write_record
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+SWEEP_JOB_ENV = "LMBENCH_SWEEP_JOB"  # set by the timing launcher for the jobs it starts
 
 models.names()  # import every model module so their schemas are registered before composition
 config.register_all()
 
 
+def _job_facts() -> dict:
+    hydra_cfg = HydraConfig.get()
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN or os.environ.get(SWEEP_JOB_ENV) == "1"
+    launcher = hydra_cfg.launcher.get("_target_", "").rsplit(".", 1)[-1] if in_sweep else None
+    if os.environ.get(SWEEP_JOB_ENV) == "1":
+        launcher = "TimingLauncher"
+    return {"command": " ".join(["lmbench", *hydra_cfg.overrides.task]), "sweep": in_sweep,
+            "launcher": launcher}
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg) -> float | None:
-    """Run one job; returns the test perplexity (for sweepers that optimise it)."""
-    from lmbench.run import run
+    """Run one job; returns the test perplexity (for sweepers that optimise it). In a sweep a
+    failing job leaves its record and returns, so the other jobs still run."""
+    from lmbench.run import failed_record, run
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    job = _job_facts()
     try:
-        record = run(cfg, run_dir)
+        record = run(cfg, run_dir, job)
     except UserError as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
+        print(f"Error: {exc}", file=sys.stderr)
+        if job["sweep"]:
+            write_record(failed_record(cfg, exc, job), run_dir)
+            return None
         if not (run_dir / RECORD_NAME).exists():  # nothing of a run that never started is kept
             logging.shutdown()
             shutil.rmtree(run_dir, ignore_errors=True)
-        print(f"Error: {exc}", file=sys.stderr)
         sys.exit(1)
+    except Exception as exc:
+        if not job["sweep"]:
+            raise
+        logging.getLogger(__name__).error("job failed (%s: %s); the sweep goes on",
+                                          type(exc).__name__, exc)
+        return None
+    if record.get("skipped"):  # the finished job's folder holds everything; drop the empty one
+        logging.shutdown()
+        shutil.rmtree(run_dir, ignore_errors=True)
     return record.get("metrics", {}).get("test", {}).get("ppl")
 
 

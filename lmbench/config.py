@@ -176,6 +176,7 @@ class Config:
     device: Device = Device.auto
     protocol: Protocol = Protocol.stream
     results_dir: str = "results"
+    force: bool = False  # rerun a job even if an identical one already finished
 
 
 SCHEMAS = {

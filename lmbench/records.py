@@ -125,7 +125,7 @@ def _row(record: dict, test: dict, model: str) -> dict:
         "train_tok_s": timing.get("train_tokens_per_s"),
         "eval_tok_s": test.get("eval_tokens_per_s"),
         "device": record.get("device"),
-        "fingerprint": record["corpus"]["fingerprint"][:12],
+        "fingerprint": (record["corpus"].get("fingerprint") or "")[:12],
         "run": record["id"],
     }
 

@@ -1,0 +1,61 @@
+"""Hydra launcher ``timing``: every job in a fresh ``python -m lmbench`` process, one at a time.
+
+Peak RSS is a per-process high-water mark and concurrent jobs share cores, so speed and memory
+tables are only clean when each job has a process, and the machine, to itself.
+"""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
+from hydra.plugins.launcher import Launcher
+from omegaconf import open_dict
+
+log = logging.getLogger(__name__)
+SWEEP_JOB_ENV = "LMBENCH_SWEEP_JOB"
+
+
+@dataclass
+class TimingLauncherConf:
+    _target_: str = "hydra_plugins.lmbench_launchers.timing.TimingLauncher"
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="timing", node=TimingLauncherConf,
+                             provider="lmbench")
+
+
+class TimingLauncher(Launcher):
+    def setup(self, *, hydra_context, task_function, config) -> None:
+        self.config, self.hydra_context = config, hydra_context
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:  # noqa: E501
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        results = []
+        for offset, overrides in enumerate(job_overrides):
+            number = initial_job_idx + offset
+            job_cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            with open_dict(job_cfg):
+                job_cfg.hydra.job.num = number
+            run_dir = sweep_dir / str(job_cfg.hydra.sweep.subdir)
+            log.info("#%d : %s", number, " ".join(filter_overrides(overrides)))
+            done = subprocess.run([sys.executable, "-m", "lmbench", *overrides, f"hydra.run.dir={run_dir}"],
+                                  env={**os.environ, SWEEP_JOB_ENV: "1"})
+            result = JobReturn(overrides=list(overrides), cfg=job_cfg, hydra_cfg=self.config,
+                               working_dir=str(run_dir), task_name=str(job_cfg.hydra.job.name))
+            record = run_dir / "record.json"
+            status = json.loads(record.read_text())["status"] if record.exists() else "failed"
+            result.status = JobStatus.COMPLETED if done.returncode == 0 else JobStatus.FAILED
+            result._return_value = status if done.returncode == 0 else RuntimeError(
+                f"job {number} exited with code {done.returncode}")
+            results.append(result)
+        return results

@@ -1,0 +1,38 @@
+"""Hydra callbacks: a sweep ends with a summary, fresh tables, and an exit status that says
+whether every job succeeded."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections import Counter
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+
+from lmbench.records import collect, write_tables
+
+log = logging.getLogger(__name__)
+
+
+class SweepSummary(Callback):
+    def on_multirun_end(self, config, **kwargs) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        records, skipped = collect(sweep_dir)
+        statuses = Counter(r["status"] for r in records)
+        write_tables(sweep_dir, records)
+        results_dir = Path(str(config.results_dir))
+        write_tables(results_dir, collect(results_dir)[0])
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+        log.info("sweep finished: %s (records in %s; table %s)", summary or "no records", sweep_dir,
+                 sweep_dir / "table.md")
+        for record in records:
+            if record["status"] != "ok":
+                log.info("  %s: %s %s", record["status"], record.get("job", {}).get("command"),
+                         record.get("error", ""))
+        for note in skipped:
+            log.warning("unreadable record %s", note)
+        if statuses["failed"] or statuses["diverged"]:
+            print(f"sweep: {statuses['failed']} failed, {statuses['diverged']} diverged of "
+                  f"{len(records)} jobs", file=sys.stderr)
+            sys.exit(1)

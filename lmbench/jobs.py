@@ -1,0 +1,98 @@
+"""What a job knows about other jobs: identical finished runs to skip, killed runs to resume, and
+jobs running at the same time (which taint speed and memory figures)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from lmbench.records import RECORD_NAME, atomic_write_text
+
+JOB_NAME = "job.json"
+IGNORED_KEYS = ("results_dir", "force")  # where results go and whether to redo them: not the job
+CHECKPOINT_GLOB = "checkpoint*"
+_jobs_in_this_process = 0
+
+
+def config_hash(cfg) -> str:
+    """Hash of everything that decides a job's result (resume flag and output place excluded)."""
+    settings = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    for key in IGNORED_KEYS:
+        settings.pop(key, None)
+    settings.get("train", {}).pop("resume", None)
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def mark_started(run_dir: Path, cfg_hash: str, fingerprint: str, command: str | None) -> None:
+    atomic_write_text(Path(run_dir) / JOB_NAME, json.dumps(
+        {"config_hash": cfg_hash, "fingerprint": fingerprint, "command": command}))
+
+
+def _same_job(run_dir: Path, cfg_hash: str, fingerprint: str) -> bool:
+    try:
+        job = json.loads((run_dir / JOB_NAME).read_text())
+    except (OSError, ValueError):
+        return False
+    return job.get("config_hash") == cfg_hash and job.get("fingerprint") == fingerprint
+
+
+def find_done(results_dir: Path, cfg_hash: str, fingerprint: str) -> Path | None:
+    """A finished ``ok`` record of the same job below ``results_dir``, if any."""
+    for record_path in Path(results_dir).rglob(RECORD_NAME):
+        if not _same_job(record_path.parent, cfg_hash, fingerprint):
+            continue
+        try:
+            if json.loads(record_path.read_text()).get("status") == "ok":
+                return record_path
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def adopt_partial(results_dir: Path, cfg_hash: str, fingerprint: str, run_dir: Path) -> Path | None:
+    """Copy the checkpoint of the latest killed run of the same job into ``run_dir``."""
+    partial = [job.parent for job in Path(results_dir).rglob(JOB_NAME)
+               if job.parent != Path(run_dir) and not (job.parent / RECORD_NAME).exists()
+               and list(job.parent.glob(CHECKPOINT_GLOB)) and _same_job(job.parent, cfg_hash, fingerprint)]
+    if not partial:
+        return None
+    latest = max(partial, key=lambda d: max(p.stat().st_mtime for p in d.glob(CHECKPOINT_GLOB)))
+    for checkpoint in latest.glob(CHECKPOINT_GLOB):
+        shutil.copy2(checkpoint, Path(run_dir) / checkpoint.name)
+    return latest
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def active(results_dir: Path):
+    """Register this job as running; yields a function counting the other live jobs."""
+    global _jobs_in_this_process
+    folder = Path(results_dir) / ".active"
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / f"{os.getpid()}-{id(folder)}"
+    marker.write_text("")
+    earlier_jobs, _jobs_in_this_process = _jobs_in_this_process, _jobs_in_this_process + 1
+
+    def others() -> int:
+        live = [m for m in folder.iterdir() if m != marker and _alive(int(m.name.split("-")[0]))]
+        return len(live)
+
+    try:
+        yield others, earlier_jobs
+    finally:
+        marker.unlink(missing_ok=True)
