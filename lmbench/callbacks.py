@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
+from lmbench import report
 from lmbench.records import collect, write_tables
 
 log = logging.getLogger(__name__)
@@ -20,12 +21,12 @@ class SweepSummary(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir))
         records, skipped = collect(sweep_dir)
         statuses = Counter(r["status"] for r in records)
-        write_tables(sweep_dir, records)
+        report.build(sweep_dir)
         results_dir = Path(str(config.results_dir))
         write_tables(results_dir, collect(results_dir)[0])
         summary = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
-        log.info("sweep finished: %s (records in %s; table %s)", summary or "no records", sweep_dir,
-                 sweep_dir / "table.md")
+        log.info("sweep finished: %s (records in %s; report %s)", summary or "no records", sweep_dir,
+                 sweep_dir / "report.html")
         for record in records:
             if record["status"] != "ok":
                 log.info("  %s: %s %s", record["status"], record.get("job", {}).get("command"),

@@ -101,6 +101,7 @@ def test_report_rebuilds_the_table_and_skips_a_corrupt_record(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "skipped unreadable record" in done.stderr and "broken" in done.stderr
     assert len(pd.read_csv(tmp_path / "results" / "table.csv")) == 2
+    assert (tmp_path / "results" / "report.html").exists()
 
 
 @pytest.mark.slow
