@@ -61,7 +61,8 @@ def _runs(records: list[dict]) -> pd.DataFrame:
         job, memory, timing = r.get("job", {}), r.get("memory", {}), r.get("timing", {})
         rows.append({
             "label": r["_label"], "model": r["model"], "corpus": r["corpus"]["name"],
-            "protocol": r["config"].get("protocol"), "fingerprint": (r["corpus"].get("fingerprint") or "")[:12],
+            "protocol": r["config"].get("protocol"),
+            "fingerprint": (r["corpus"].get("fingerprint") or "")[:12],
             "seed": r["config"].get("seed"), "status": r["status"], "test_ppl": test.get("ppl"),
             "test_bpc": test.get("bpc"), "valid_ppl": r.get("metrics", {}).get("valid", {}).get("ppl"),
             "params": memory.get("parameters"), "model_mb": (memory.get("model_bytes") or 0) / 2**20,
@@ -120,7 +121,8 @@ def pairs(records: list[dict]) -> pd.DataFrame:
         means = {label: np.mean(x, axis=0) for label, x in sorted(by_label.items())}
         for a, b in combinations(sorted(means), 2):
             test = paired_bootstrap(means[a], means[b])
-            rows.append({"corpus": corpus, "protocol": protocol, "model_a": a, "model_b": b, **test,
+            rows.append({"corpus": corpus, "protocol": protocol, "fingerprint": fingerprint,
+                         "model_a": a, "model_b": b, **test,
                          "better": (b if test["diff"] > 0 else a) if test["significant"] else "neither"})
     return pd.DataFrame(rows)
 
