@@ -23,7 +23,7 @@ class SweepSummary(Callback):
         statuses = Counter(r["status"] for r in records)
         report.build(sweep_dir)
         results_dir = Path(str(config.results_dir))
-        write_tables(results_dir, collect(results_dir)[0])
+        write_tables(results_dir)
         summary = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
         log.info("sweep finished: %s (records in %s; report %s)", summary or "no records", sweep_dir,
                  sweep_dir / "report.html")

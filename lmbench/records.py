@@ -3,6 +3,8 @@ from a folder of them. Tables are never edited by hand; they are regenerated fro
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import platform
@@ -34,6 +36,13 @@ def atomic_write_text(path: Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            from lmbench.errors import UserError
+
+            raise UserError(f"The disk is full: could not write {path}. Any previous version of "
+                            "it is intact; free some space and run again.") from exc
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -148,8 +157,14 @@ def table(records: list[dict]) -> pd.DataFrame:
                              na_position="last", kind="stable").reset_index(drop=True)
 
 
-def write_tables(root: Path, records: list[dict]) -> pd.DataFrame:
-    """Regenerate ``table.csv`` and ``table.md`` in ``root`` from ``records``."""
+def write_tables(root: Path, records: list[dict] | None = None) -> pd.DataFrame:
+    """Regenerate ``table.csv`` and ``table.md`` in ``root`` from ``records`` (default: every
+    record below ``root``, read under a lock so that the last of concurrent jobs sees them all)."""
+    if records is None:
+        Path(root).mkdir(parents=True, exist_ok=True)
+        with open(Path(root) / ".table.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return write_tables(root, collect(root)[0])
     frame = table(records)
     atomic_write_text(Path(root) / "table.csv", frame.to_csv(index=False))
     markdown = frame.to_markdown(index=False, floatfmt=".4g") if not frame.empty else "(no runs)"

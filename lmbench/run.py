@@ -142,5 +142,5 @@ def run(cfg, run_dir: Path, job: dict | None = None) -> dict:
             record["job"] = job | {"concurrent_jobs": concurrent,
                                    "earlier_jobs_in_process": earlier_jobs_in_process}
             write_record(record, run_dir)
-            write_tables(results_dir, collect(results_dir)[0])
+            write_tables(results_dir)
     return record

@@ -162,3 +162,9 @@ def test_single_user_file_is_cut_by_fractions(tmp_path):
 def test_missing_user_corpus_path(tmp_path):
     with pytest.raises(CorpusError, match="does not exist"):
         load_corpus(compose_config("corpus=file", f"corpus.path={tmp_path / 'nope'}").corpus)
+
+
+def test_a_split_with_no_token_in_common_with_train_is_an_error(tiny_text_dir):
+    (tiny_text_dir / "valid.txt").write_text("ЖЖЖ ЩЩЩ\n")
+    with pytest.raises(CorpusError, match="no token of the valid split occurs in the training"):
+        load_corpus(compose_config("corpus=file", f"corpus.path={tiny_text_dir}").corpus)

@@ -220,6 +220,13 @@ def load_corpus(cfg) -> Corpus:
                       for s, t in raw.splits.items()}
     vocab = build_vocab(raw.splits["train"], cfg.min_count, level)
     splits = {s: vocab.encode(raw.splits[s]) for s in SPLITS}
+    structural = [vocab.unk] + [i for i, t in enumerate(vocab.itos) if t == EOS or t.isspace()]
+    for split in ("valid", "test"):
+        if np.all(np.isin(splits[split], structural)):
+            raise CorpusError(
+                f"Corpus {cfg.name}: no token of the {split} split occurs in the training split, so "
+                "every one would be <unk>. Check that the splits are the same kind of text (language, "
+                "encoding, corpus.level) and that corpus.min_count is not too high.")
     corpus = Corpus(cfg.name, level, vocab, splits,
                     {s: _count_chars(raw.splits[s]) for s in SPLITS}, fingerprint, raw.meta)
     _save_prepared(path, corpus)
