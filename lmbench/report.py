@@ -151,6 +151,18 @@ def ngram_orders(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def diagnostics_figures(records: list[dict], folder: Path) -> list[Path]:
+    """Copies of the PNGs ``python -m lmbench.diagnose`` left beside the records."""
+    copies = []
+    for r in records:
+        for png in sorted((Path(r["_path"]).parent / "diagnostics").glob("*.png")):
+            name = f"diagnostics_{r['_label']}_{r['corpus']['name']}_s{r['config'].get('seed')}_{png.name}"
+            copy = folder / name.replace(" ", "_").replace("/", "_")
+            copy.write_bytes(png.read_bytes())
+            copies.append(copy)
+    return copies
+
+
 def floors(records: list[dict]) -> dict:
     found = {}
     for r in records:
@@ -227,6 +239,7 @@ def build(root: Path, out: Path | None = None) -> dict:
             figures += plots.tradeoffs(ok.rename(columns={"model": "label"}), floor, figure_dir)
         if not orders.empty:
             figures += plots.ngram_growth(orders, figure_dir)
+        figures += diagnostics_figures(records, figure_dir)
     _write_documents(out, records, runs, tables, orders, env, warnings, skipped, figures)
     return {"records": len(records), "skipped": len(skipped), "figures": [str(f) for f in figures]}
 
