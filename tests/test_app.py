@@ -66,6 +66,9 @@ def test_sweep_writes_one_record_per_job_and_one_table(tmp_path):
     ("train.bptt=0", "train.bptt=0 is out of range"),
     ("device=tpu", "Invalid value 'tpu'"),
     ("device=cuda", "device=cuda is not available on this machine"),
+    ("hydra/launcher=slurmm", "Could not find 'hydra/launcher/slurmm'"),
+    ("eval.bootstrap_samples=-5", "eval.bootstrap_samples=-5 is out of range"),
+    ("corpus.min_count=0", "corpus.min_count=0 is out of range"),
 ])
 def test_bad_config_fails_at_start_up_with_a_clear_message_and_writes_nothing(tmp_path, override,
                                                                                message):

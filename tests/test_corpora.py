@@ -168,3 +168,11 @@ def test_a_split_with_no_token_in_common_with_train_is_an_error(tiny_text_dir):
     (tiny_text_dir / "valid.txt").write_text("ЖЖЖ ЩЩЩ\n")
     with pytest.raises(CorpusError, match="no token of the valid split occurs in the training"):
         load_corpus(compose_config("corpus=file", f"corpus.path={tiny_text_dir}").corpus)
+
+
+def test_fractions_that_do_not_make_a_split_are_an_error(tmp_path):
+    path = tmp_path / "one.txt"
+    path.write_text("abcdefghij" * 100)
+    with pytest.raises(CorpusError, match="three positive numbers summing to 1"):
+        load_corpus(compose_config("corpus=file", f"corpus.path={path}",
+                                   "corpus.fractions=[0.8,0.3,0.1]").corpus)
