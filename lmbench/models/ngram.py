@@ -1,0 +1,147 @@
+"""``model=ngram``: a smoothed backoff n-gram: modified Kneser-Ney (as KenLM's lmplz), Katz, add-k.
+
+Training follows the run's protocol. Under ``sentence`` every training line is a segment that
+starts from ``<s>`` and ends with its ``<eos>`` playing ``</s>`` (KenLM's convention); under
+``stream`` the whole split is one segment, so contexts cross line boundaries exactly as they do at
+scoring time. Counting, smoothing and scoring are vectorised over packed n-gram keys
+(``lmbench/ngram``); ``fit`` reports per order the n-grams stored, their bytes and the fraction of
+test n-grams never seen in training, so storage growth and sparsity can be plotted against order.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+
+from lmbench.config import ModelConfig, register_schema
+from lmbench.corpora import Corpus
+from lmbench.errors import UserError
+from lmbench.evaluate import resets
+from lmbench.models import register
+from lmbench.ngram.arpa import write_arpa
+from lmbench.ngram.smoothing import add_k, katz, kneser_ney
+from lmbench.ngram.tables import count, pad
+from lmbench.sampling import draw
+
+log = logging.getLogger(__name__)
+
+
+class Smoothing(Enum):
+    kn = "kn"  # interpolated modified Kneser-Ney
+    katz = "katz"  # Katz backoff with Good-Turing discounts
+    add_k = "add_k"  # additive smoothing of the top order
+
+
+@dataclass
+class NgramConfig(ModelConfig):
+    name: str = "ngram"
+    order: int = 5
+    smoothing: Smoothing = Smoothing.kn
+    # kn: D1, D2, D3+ for an order whose counts-of-counts give invalid discounts (KenLM's defaults)
+    discount_fallback: list[float] = field(default_factory=lambda: [0.5, 1.0, 1.5])
+    katz_threshold: int = 5  # katz: counts up to this are Good-Turing discounted (Katz's k)
+    add_k: float = 1.0  # add_k: pseudo-count per n-gram; 0 is maximum likelihood
+    arpa: bool = False  # also write the model to <run dir>/model.arpa
+
+
+register_schema("model", "ngram", NgramConfig)
+
+
+def _value(option):
+    return getattr(option, "value", option)
+
+
+def _check(cfg) -> None:
+    """One-paragraph errors for values the schema's types cannot rule out."""
+    if cfg.order < 1:
+        raise UserError(f"model.order={cfg.order} is out of range: an n-gram needs order >= 1 "
+                        "(1 is a unigram model).")
+    fallback = list(cfg.discount_fallback)
+    if len(fallback) != 3 or not all(0 < d <= k for k, d in enumerate(fallback, start=1)):
+        raise UserError(f"model.discount_fallback={fallback} is out of range: it must be three "
+                        "discounts D1, D2, D3+ with 0 < Dk <= k (KenLM's default is [0.5, 1.0, 1.5]).")
+    if cfg.katz_threshold < 1:
+        raise UserError(f"model.katz_threshold={cfg.katz_threshold} is out of range: Good-Turing "
+                        "discounting needs a count threshold >= 1 (Katz used 5).")
+    if not (math.isfinite(cfg.add_k) and cfg.add_k >= 0):
+        raise UserError(f"model.add_k={cfg.add_k} is out of range: the pseudo-count must be a "
+                        "finite number >= 0 (0 is maximum likelihood).")
+
+
+@register("ngram")
+class Ngram:
+    def __init__(self, cfg, corpus: Corpus):
+        _check(cfg)
+        self.cfg = cfg
+        self.smoothing = _value(cfg.smoothing)
+        self.vocab_size = len(corpus.vocab)
+        self.line_end = corpus.line_end
+        self.sentence = False  # trained under the sentence protocol (sampling restarts lines)
+        self.lm = None
+
+    def fit(self, corpus: Corpus, cfg, run_dir) -> dict:
+        """Count and smooth ``corpus.train`` under ``cfg.protocol`` (stream when no cfg)."""
+        protocol = _value(cfg.protocol) if cfg is not None else "stream"
+        self.sentence = protocol == "sentence"
+        stream, _ = pad(corpus.train, resets(corpus, "train", protocol), self.vocab_size)
+        tables = count(stream, self.cfg.order, self.vocab_size + 1)
+        if len(tables[-1].keys) == 0:
+            raise UserError(
+                f"model.order={self.cfg.order} is more than the training data supports: no "
+                f"{protocol}-protocol segment of corpus {corpus.name} has {self.cfg.order - 1} "
+                "tokens, so no n-gram of that order exists. Lower model.order.")
+        if self.smoothing == "kn":
+            self.lm, report = kneser_ney(tables, list(self.cfg.discount_fallback))
+        elif self.smoothing == "katz":
+            self.lm, report = katz(tables, self.cfg.katz_threshold)
+        else:
+            self.lm, report = add_k(tables, float(self.cfg.add_k))
+        test, positions = pad(corpus.test, resets(corpus, "test", protocol), self.vocab_size)
+        seen = self.lm.seen_fractions(test, positions, tables[0].counts)
+        orders = [{"order": n, "ngrams": size, "bytes": nbytes, "test_unseen_fraction": 1 - s}
+                  for n, (size, nbytes, s) in enumerate(zip(self.lm.entries(), self.lm.nbytes(), seen), 1)]
+        if self.cfg.arpa and run_dir is not None:
+            path = write_arpa(self.lm, corpus.vocab.itos, self.line_end, Path(run_dir) / "model.arpa")
+            log.info("wrote %s", path)
+        return {"ngram": {"smoothing": self.smoothing, "protocol": protocol, "orders": orders,
+                          "estimates": report}}
+
+    def log_probs(self, tokens: np.ndarray, starts: np.ndarray, batch_size: int) -> np.ndarray:
+        """All tokens at once (vectorised lookups), so ``batch_size`` plays no part."""
+        log_p = self.lm.log_probs(tokens, starts)
+        zero = np.isneginf(log_p)
+        if zero.any():
+            raise UserError(
+                f"add_k with model.add_k=0 (maximum likelihood) gives probability 0 to {zero.sum()} "
+                "of the scored tokens, whose n-grams never occurred in training; use "
+                "model.add_k > 0 or model.smoothing=kn.")
+        return log_p
+
+    def sample(self, length: int, prompt: np.ndarray, temperature: float, top_k: int | None,
+               rng: np.random.Generator) -> np.ndarray:
+        """Continue ``prompt``; under the sentence protocol a line end restarts from ``<s>``."""
+        history = [self.vocab_size]
+        for token in prompt:
+            history = self._extend(history, int(token))
+        out = []
+        for _ in range(length):
+            out.append(draw(self.lm.distribution(history), temperature, top_k, rng))
+            history = self._extend(history, out[-1])
+        return np.array(out, dtype=np.int64)
+
+    def _extend(self, history: list[int], token: int) -> list[int]:
+        if self.sentence and token == self.line_end:
+            return [self.vocab_size]
+        return (history + [token])[-max(self.cfg.order - 1, 1):]
+
+    def num_parameters(self) -> int:
+        """Stored probabilities and backoff weights."""
+        return sum(self.lm.entries()) + sum(len(b) for b in self.lm.log_bo) if self.lm else 0
+
+    def size_bytes(self) -> int:
+        return sum(self.lm.nbytes()) if self.lm else 0

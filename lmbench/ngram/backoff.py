@@ -1,0 +1,88 @@
+"""A backoff language model in ARPA form, and its vectorised queries.
+
+Every smoothing (Kneser-Ney, Katz, add-k) is stored the same way: per order, the natural-log
+probability ``log_p`` of every stored n-gram and, below the top order, the log backoff weight
+``log_bo`` of every stored context (0 for one with no continuations). Then
+
+    p(w | h) = P(h w)                  if h w is stored,
+             = bo(h) * p(w | h[1:])    otherwise (bo = 1 for a context never stored),
+
+which is exactly what an ARPA file says, so scoring, sampling and export share one code path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lmbench.ngram.tables import lookup, pad
+
+
+@dataclass
+class BackoffLM:
+    """Stored n-grams with their probabilities, and contexts with their backoff weights."""
+
+    keys: list[np.ndarray]  # per order, sorted packed n-gram keys (see tables.py)
+    log_p: list[np.ndarray]  # per order, natural-log probability of each stored n-gram
+    log_bo: list[np.ndarray]  # per order below the top, natural-log backoff of each stored context
+
+    @property
+    def order(self) -> int:
+        return len(self.keys)
+
+    @property
+    def width(self) -> int:
+        """Vocabulary size plus one: ``<s>`` has id ``width - 1``."""
+        return len(self.keys[0])
+
+    def score(self, stream: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Natural-log probability of ``stream[p]`` given the stream before it, for each ``p``."""
+        ids = lookup(self.keys, stream, self.width)
+        log_p = self.log_p[0][stream[positions]]
+        for n in range(1, self.order):  # refine from order n to order n + 1
+            context = ids[n - 1][positions - 1]
+            backoff = np.where(context >= 0, self.log_bo[n - 1][np.maximum(context, 0)], 0.0)
+            here = ids[n][positions]
+            log_p = np.where(here >= 0, self.log_p[n][np.maximum(here, 0)], log_p + backoff)
+        return log_p
+
+    def log_probs(self, tokens: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """The protocol's scores: each token given the tokens since the latest start, ``<s>``-padded."""
+        stream, positions = pad(tokens, starts, self.width - 1)
+        return self.score(stream, positions)
+
+    def distribution(self, history: np.ndarray) -> np.ndarray:
+        """Log-probabilities of every vocabulary id after ``history`` (ids, ``<s>`` allowed first)."""
+        history = np.asarray(history, dtype=np.int64)
+        history = history[max(0, len(history) - self.order + 1):]
+        ids = lookup(self.keys, history, self.width)
+        log_p = self.log_p[0][:-1].copy()
+        for n in range(1, min(self.order, len(history) + 1)):
+            context = ids[n - 1][-1]  # the last n tokens of the history, in the order-n table
+            if context < 0:
+                break
+            log_p += self.log_bo[n - 1][context]
+            keys = self.keys[n]
+            lo, hi = np.searchsorted(keys, [context * self.width, (context + 1) * self.width])
+            log_p[keys[lo:hi] - context * self.width] = self.log_p[n][lo:hi]
+        return log_p
+
+    def seen_fractions(self, stream: np.ndarray, positions: np.ndarray, counts: np.ndarray) -> list[float]:
+        """Per order n, the fraction of scored tokens whose n-gram (the token and its n-1 previous
+        tokens, fewer at a segment start where the history is ``<s>``) occurred in training.
+        ``counts`` are the unigram training counts (the unigram table also holds unseen types)."""
+        ids = lookup(self.keys, stream, self.width)
+        last_bos = np.maximum.accumulate(np.where(stream == self.width - 1, np.arange(len(stream)), 0))
+        depth = positions - last_bos[positions] + 1  # longest n-gram ending here, <s> included
+        found = np.stack([counts[stream[positions]] > 0] + [i[positions] >= 0 for i in ids[1:]])
+        return [float(np.mean(found[np.minimum(n, depth) - 1, np.arange(len(positions))]))
+                for n in range(1, self.order + 1)]
+
+    def entries(self) -> list[int]:
+        return [len(k) for k in self.keys]
+
+    def nbytes(self) -> list[int]:
+        """Bytes held per order for scoring: keys, probabilities and backoffs."""
+        bo = [b.nbytes for b in self.log_bo] + [0]
+        return [k.nbytes + p.nbytes + b for k, p, b in zip(self.keys, self.log_p, bo)]

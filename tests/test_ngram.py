@@ -1,0 +1,238 @@
+"""The n-gram model on toy data: normalisation of every smoothing at every order, agreement of the
+scorer with the full distributions, nltk.lm agreement for add-k, both protocols, sampling, the
+fit record, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pytest
+from conftest import compose_config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from omegaconf import OmegaConf
+
+from lmbench import models
+from lmbench.corpora import EOS, Corpus, build_vocab
+from lmbench.errors import UserError
+from lmbench.evaluate import evaluate, resets
+from lmbench.models.ngram import NgramConfig
+
+
+def make_corpus(train: list[list[str]], test: list[list[str]]) -> Corpus:
+    """A word corpus from lines of words (each line gets its ``<eos>``); valid is the test split."""
+    streams = {name: [w for line in lines for w in [*line, EOS]]
+               for name, lines in (("train", train), ("valid", test), ("test", test))}
+    vocab = build_vocab(streams["train"], 1, "word")
+    splits = {name: vocab.encode(tokens) for name, tokens in streams.items()}
+    chars = {name: max(1, sum(len(w) + 1 for w in tokens)) for name, tokens in streams.items()}
+    return Corpus("toy", "word", vocab, splits, chars, "toy", {})
+
+
+def build(corpus: Corpus, protocol: str = "sentence", run_dir=None, **options):
+    model = models.build("ngram", OmegaConf.structured(NgramConfig(**options)), corpus)
+    stats = model.fit(corpus, OmegaConf.create({"protocol": protocol}), run_dir)
+    return model, stats
+
+
+def contexts(lm) -> list[list[int]]:
+    """Every history the model stores a backoff weight for (all entries below the top order,
+    ``<s>``-anchored ones included), plus the empty history."""
+    found, level = [[]], [[i] for i in range(lm.width)]
+    for n in range(1, lm.order):
+        found += level
+        if n < lm.order - 1:
+            level = [level[k // lm.width] + [k % lm.width] for k in lm.keys[n]]
+    return found
+
+
+# few types, <unk> among them, so that some contexts are followed by the whole vocabulary
+lines = st.lists(st.lists(st.sampled_from(["a", "b", "c", "<unk>"]), max_size=7), min_size=1, max_size=10)
+smoothings = st.sampled_from([{"smoothing": "kn"}, {"smoothing": "katz", "katz_threshold": 1},
+                              {"smoothing": "katz", "katz_threshold": 3}, {"smoothing": "katz"},
+                              {"smoothing": "add_k", "add_k": 0.0}, {"smoothing": "add_k", "add_k": 0.5}])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(train=lines, test=lines, options=smoothings, protocol=st.sampled_from(["sentence", "stream"]),
+       data=st.data())
+def test_every_context_distribution_sums_to_one(train, test, options, protocol, data):
+    corpus = make_corpus(train, test)
+    longest = max(len(line) + 1 for line in train) if protocol == "sentence" else len(corpus.train)
+    order = data.draw(st.integers(1, min(6, longest + 1)), label="order")
+    model, _ = build(corpus, protocol, order=order, **options)
+    for history in contexts(model.lm):
+        total = math.fsum(np.exp(model.lm.distribution(history)))
+        assert abs(total - 1) < 1e-9, (history, total)
+    # the scorer's backoff lookups agree with the distributions, history by history
+    if options.get("add_k") == 0.0:
+        return  # maximum likelihood gives test tokens probability 0: covered below
+    starts = resets(corpus, "test", protocol)
+    scores = model.log_probs(corpus.test, starts, 1)
+    bos = len(corpus.vocab)
+    for i in range(len(corpus.test)):
+        start = starts[starts <= i].max()
+        expected = model.lm.distribution([bos, *corpus.test[start:i]])[corpus.test[i]]
+        assert scores[i] == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
+def test_maximum_likelihood_refuses_unseen_test_ngrams():
+    corpus = make_corpus([["a", "b"], ["b", "a"]], [["a", "a"]])
+    model, _ = build(corpus, order=2, smoothing="add_k", add_k=0.0)
+    with pytest.raises(UserError, match="probability 0"):
+        evaluate(model, corpus, "test", "sentence")
+
+
+TOY = [s.split() for s in ["the cat sat on the mat", "the dog sat on the log", "a cat saw the dog",
+                           "the mat saw a log", "a dog sat"]]
+
+
+@pytest.mark.parametrize("k", [0.0, 0.1, 1.0])
+def test_add_k_agrees_with_nltk_lidstone_and_mle(k):
+    from nltk.lm import MLE, Lidstone
+    from nltk.util import everygrams
+
+    order = 3
+    corpus = make_corpus(TOY, TOY[:2])
+    model, _ = build(corpus, order=order, smoothing="add_k", add_k=k)
+    words = [w if w != EOS else "</s>" for w in corpus.vocab.itos]
+    padded = [["<s>"] * (order - 1) + line + ["</s>"] for line in TOY]
+    reference = MLE(order) if k == 0 else Lidstone(k, order)
+    # nltk's vocabulary: the words, </s> and its <UNK>, i.e. ours; <s> is looked up as <UNK>
+    reference.fit([everygrams(line, max_len=order) for line in padded],
+                  [w for line in TOY for w in line + ["</s>"]])
+    for line in padded:
+        for i in range(order - 1, len(line)):
+            context = line[i - order + 1:i]
+            history = [corpus.vocab.stoi[w] for w in context if w != "<s>"]
+            ours = np.exp(model.lm.distribution([len(words)] * ("<s>" in context) + history))
+            for w, p in enumerate(ours):
+                assert p == pytest.approx(reference.score(words[w], context), rel=1e-12)
+
+
+def test_katz_follows_its_definition(small_synthetic):
+    """A bigram Katz model against Katz (1987) written out with dictionaries."""
+    from collections import Counter
+
+    k = 3
+    model, stats = build(small_synthetic, "stream", order=2, smoothing="katz", katz_threshold=k)
+    train = small_synthetic.train.tolist()
+    vocab, bos = len(small_synthetic.vocab), len(small_synthetic.vocab)
+    unigrams, bigrams = Counter(train), Counter(zip([bos] + train[:-1], train))
+
+    def good_turing(counter):
+        n = Counter(counter.values())
+        common = (k + 1) * n[k + 1] / n[1]
+        return {r: ((r + 1) * n[r + 1] / (r * n[r]) - common) / (1 - common) for r in range(1, k + 1)}
+
+    def discounted(c, d):
+        return d.get(c, 1.0) * c
+
+    d1, d2 = good_turing(unigrams), good_turing(bigrams)
+    assert all(0 < d < 1 for d in [*d1.values(), *d2.values()])  # no fallback on this corpus
+    assert stats["ngram"]["estimates"][1]["coefficients"] == pytest.approx(list(d2.values()))
+    p1 = {w: discounted(c, d1) / len(train) for w, c in unigrams.items()}
+    unseen = (1 - sum(p1.values())) / (vocab - len(p1))
+    p1 = np.array([p1.get(w, unseen) for w in range(vocab)])
+    np.testing.assert_allclose(np.exp(model.lm.distribution([])), p1, rtol=1e-9)
+    for h, _ in unigrams.most_common(5):
+        seen = {w: c for (a, w), c in bigrams.items() if a == h}
+        total = sum(seen.values())
+        expected = {w: discounted(c, d2) / total for w, c in seen.items()}
+        alpha = (1 - sum(expected.values())) / (1 - sum(p1[w] for w in seen))
+        expected = [expected.get(w, alpha * p1[w]) for w in range(vocab)]
+        np.testing.assert_allclose(np.exp(model.lm.distribution([h])), expected, rtol=1e-9)
+
+
+def test_stream_protocol_carries_context_across_lines():
+    # each line starts with the word that ended the previous one: only the stream model can know
+    chain = [["a", "b"], ["b", "c"], ["c", "d"], ["d", "a"]] * 20
+    corpus = make_corpus(chain, chain[:8])
+    stream, _ = build(corpus, "stream", order=3)
+    sentence, _ = build(corpus, "sentence", order=3)
+    first = resets(corpus, "test", "sentence")[1:]  # line starts after the first line
+    on_stream = evaluate(stream, corpus, "test", "stream", bootstrap_samples=0)[1][first]
+    on_sentence = evaluate(sentence, corpus, "test", "sentence", bootstrap_samples=0)[1][first]
+    assert np.all(on_stream < 0.1) and np.all(on_sentence > 1.0)
+    # under the stream protocol only the split's first token sees <s>
+    bos = len(corpus.vocab)
+    log_p = stream.log_probs(corpus.test, np.array([0]), 1)
+    history = [bos, *corpus.test[:first[0]]]
+    assert log_p[first[0]] == pytest.approx(stream.lm.distribution(history)[corpus.test[first[0]]])
+
+
+def test_scores_do_not_depend_on_batch_size(small_synthetic):
+    model, _ = build(small_synthetic, "stream", order=4)
+    scores = [evaluate(model, small_synthetic, "test", "stream", batch_size=b, bootstrap_samples=0)[1]
+              for b in (1, 1000)]
+    np.testing.assert_array_equal(scores[0], scores[1])
+
+
+def test_fit_reports_storage_and_sparsity_per_order(small_synthetic, tmp_path):
+    model, stats = build(small_synthetic, "sentence", tmp_path, order=4, arpa=True)
+    orders = stats["ngram"]["orders"]
+    assert [o["order"] for o in orders] == [1, 2, 3, 4]
+    assert [o["ngrams"] for o in orders] == model.lm.entries()
+    assert sum(o["bytes"] for o in orders) == model.size_bytes() > 0
+    unseen = [o["test_unseen_fraction"] for o in orders]
+    assert unseen == sorted(unseen) and 0 < unseen[-1] < 1  # sparsity grows with the order
+    assert len(stats["ngram"]["estimates"]) == 4
+    assert model.num_parameters() == sum(model.lm.entries()) + sum(model.lm.entries()[:-1])
+    assert (tmp_path / "model.arpa").read_text().startswith("\\data\\\nngram 1=")
+
+
+def test_order_ten_on_characters_falls_back_with_a_warning(tiny_char_corpus, caplog):
+    with caplog.at_level(logging.WARNING):
+        model, stats = build(tiny_char_corpus, "stream", order=10)
+    assert "fallback discounts" in caplog.text
+    assert any(e["fallback"] for e in stats["ngram"]["estimates"])
+    result, _ = evaluate(model, tiny_char_corpus, "test", "stream")
+    assert math.isfinite(result["ppl"]) and 1 < result["ppl"] < 5
+
+
+def test_sampling_follows_the_model():
+    corpus = make_corpus([["a", "b", "c"]] * 30 + [["a", "c", "b"]] * 10, [["a", "b", "c"]])
+    model, _ = build(corpus, "sentence", order=3)
+    ids = corpus.vocab.stoi
+    greedy = model.sample(8, np.array([], dtype=np.int64), 0.0, None, np.random.default_rng(0))
+    assert corpus.vocab.decode(greedy) == ["a", "b", "c", EOS] * 2  # <eos> restarts from <s>
+    # after "a", b is about three times as likely as c; temperature sharpens or flattens that
+    p_b = math.exp(model.lm.distribution([len(corpus.vocab), ids["a"]])[ids["b"]])
+    rng = np.random.default_rng(1)
+    for temperature, low, high in ((1.0, p_b - 0.04, p_b + 0.04), (0.3, 0.95, 1.0)):
+        draws = [model.sample(1, np.array([ids["a"]]), temperature, None, rng)[0] for _ in range(1000)]
+        assert low < np.mean(np.array(draws) == ids["b"]) < high
+    assert {int(model.sample(1, np.array([ids["a"]]), 5.0, 1, rng)[0]) for _ in range(20)} == {ids["b"]}
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.order=0", "order"),
+    ("model.discount_fallback=[0.5,2.5,1.5]", "discount_fallback"),
+    ("model.discount_fallback=[0.5,1.0]", "discount_fallback"),
+    ("model.katz_threshold=0", "katz_threshold"),
+    ("model.add_k=-1", "add_k"),
+])
+def test_bad_values_are_user_errors(tiny_word_corpus, override, message):
+    cfg = compose_config("model=ngram", override)
+    with pytest.raises(UserError, match=message):
+        models.build("ngram", cfg.model, tiny_word_corpus)
+
+
+def test_an_order_the_data_cannot_support_is_a_user_error(tiny_word_corpus):
+    with pytest.raises(UserError, match="more than the training data supports"):
+        build(tiny_word_corpus, "sentence", order=20)
+    build(tiny_word_corpus, "stream", order=20)  # one long segment supports it
+
+
+def test_empty_input_scores_nothing(tiny_word_corpus):
+    model, _ = build(tiny_word_corpus, order=3)
+    assert model.log_probs(np.array([], dtype=np.int32), np.array([0]), 8).shape == (0,)
+
+
+def test_unseen_contexts_back_off_to_finite_scores(tiny_word_corpus):
+    model, _ = build(tiny_word_corpus, order=4)
+    unk = tiny_word_corpus.vocab.unk
+    tokens = np.array([unk, unk, *tiny_word_corpus.test[:10]], dtype=np.int32)
+    assert np.all(np.isfinite(model.log_probs(tokens, np.array([0]), 1)))
