@@ -46,7 +46,7 @@ def test_char_level_bits_per_character_equal_bits_per_token(tiny_char_corpus):
     assert result["bpc"] == pytest.approx(result["bits_per_token"])
 
 
-@pytest.mark.parametrize("name", ["unigram", "oracle"])
+@pytest.mark.parametrize("name", ["unigram", "oracle", "ngram"])
 @pytest.mark.parametrize("protocol", ["stream", "sentence"])
 def test_scores_do_not_depend_on_the_evaluation_batch_size(small_synthetic, name, protocol):
     from omegaconf import OmegaConf
@@ -54,7 +54,7 @@ def test_scores_do_not_depend_on_the_evaluation_batch_size(small_synthetic, name
     from lmbench.config import SCHEMAS
 
     model = models.build(name, OmegaConf.structured(SCHEMAS["model"][name]), small_synthetic)
-    model.fit(small_synthetic, None, None)
+    model.fit(small_synthetic, OmegaConf.create({"protocol": protocol}), None)
     scores = [evaluate(model, small_synthetic, "test", protocol, batch_size=b)[1] for b in (1, 7, 512)]
     np.testing.assert_allclose(scores[0], scores[1], rtol=1e-6)
     np.testing.assert_allclose(scores[0], scores[2], rtol=1e-6)

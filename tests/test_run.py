@@ -23,7 +23,7 @@ class ExplodingUnigram(Unigram):
 
 def test_a_run_that_raises_still_writes_a_failed_record(tmp_path, monkeypatch):
     monkeypatch.setitem(models._REGISTRY, "unigram", ExplodingUnigram)
-    cfg = compose_config(*SMALL, f"results_dir={tmp_path}")
+    cfg = compose_config("model=unigram", *SMALL, f"results_dir={tmp_path}")
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(cfg, tmp_path / "job")
     record = json.loads((tmp_path / "job" / "record.json").read_text())
