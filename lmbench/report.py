@@ -178,8 +178,8 @@ def environment(records: list[dict]) -> tuple[dict, list[str]]:
     env = {
         "hardware": sorted({f"{r.get('hardware', {}).get('cpu')} ({r.get('hardware', {}).get('cores')} "
                             f"cores) / {r.get('device')}" for r in records if r.get("hardware")}),
-        "versions": sorted({json.dumps(r.get("versions"), sort_keys=True) for r in records
-                            if r.get("versions")}),
+        "versions": [json.loads(v) for v in sorted({json.dumps(r.get("versions"), sort_keys=True)
+                                                    for r in records if r.get("versions")})],
         "git_commits": sorted({r.get("git_commit") or "unknown" for r in records}),
         "fingerprints": sorted({f"{r['corpus']['name']}: {r['corpus'].get('fingerprint')}" for r in records
                                 if r["corpus"].get("fingerprint")}),
@@ -276,7 +276,7 @@ def _write_documents(out, records, runs, tables, orders, env, warnings, skipped,
     body += [f"<p class='warn'>Warning: {html.escape(w)}</p>" for w in warnings]
     for title, note, frame in sections:
         body += [f"<h2>{html.escape(title)}</h2><p>{html.escape(note)}</p>",
-                 frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="")
+                 frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="–")
                  if not frame.empty else "<p>(none)</p>"]
     body.append("<h2>Plots</h2>")
     for figure in figures:
@@ -288,7 +288,7 @@ def _write_documents(out, records, runs, tables, orders, env, warnings, skipped,
              commands.to_html(index=False) if not commands.empty else ""]
     style = ("body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse;"
              "font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}img{max-width:100%}"
-             ".warn{color:#a00}")
+             ".warn{color:#a00}pre{white-space:pre-wrap}")
     atomic_write_text(out / "report.html", f"<!doctype html><html><head><meta charset='utf-8'>"
                       f"<title>lmbench report</title><style>{style}</style></head><body>"
                       + "\n".join(body) + "</body></html>")
