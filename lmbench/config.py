@@ -141,7 +141,7 @@ class Schedule(Enum):
 class TrainConfig:
     """Knobs shared by every trained family; count-based models ignore them."""
 
-    max_epochs: int = 10
+    max_epochs: int = 3  # small so `python -m lmbench model=X` is quick; recipes set their own
     max_tokens: int | None = None
     max_minutes: float | None = None
     batch_size: int = 20
@@ -149,12 +149,16 @@ class TrainConfig:
     optimizer: Optimizer = Optimizer.adam
     lr: float = 2e-3
     weight_decay: float = 0.0
-    clip: float = 0.25  # max global gradient norm; 0 disables clipping
+    clip: float = 1.0  # max global gradient norm; 0 disables clipping
     schedule: Schedule = Schedule.plateau
     lr_decay: float = 0.25
     decay_start: int = 4
     warmup_steps: int = 0
     patience: int = 3  # epochs without validation improvement before stopping; 0 disables
+    # torch CPU threads; 0 = torch's default (one per core). 1 by default: small models gain little from
+    # more, and several jobs (parallel sweeps, CI) each spinning 2+ threads on 2 cores run 5-10x slower
+    threads: int = 1
+    bf16: bool = False  # bfloat16 autocast for the training forward pass (GPUs); scoring stays float32
     resume: bool = False
 
 
@@ -219,6 +223,7 @@ RANGE_CHECKS = [
     ("train.decay_start", lambda v: v >= 0, ">= 0"),
     ("train.warmup_steps", lambda v: v >= 0, ">= 0"),
     ("train.patience", lambda v: v >= 0, ">= 0 (0 disables early stopping)"),
+    ("train.threads", lambda v: v >= 0, ">= 0 (0 keeps torch's default)"),
     ("eval.batch_size", lambda v: v >= 1, "at least 1"),
     ("eval.bootstrap_samples", lambda v: v >= 0, ">= 0"),
     ("eval.bootstrap_block", lambda v: v >= 0, ">= 0 (0 picks sqrt(n))"),

@@ -7,16 +7,18 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from lmbench.checkpoint import CHECKPOINT
 from lmbench.records import RECORD_NAME, atomic_write_text
 
 JOB_NAME = "job.json"
 IGNORED_KEYS = ("results_dir", "force")  # where results go and whether to redo them: not the job
-CHECKPOINT_GLOB = "checkpoint*"
+CHECKPOINT_GLOB = "checkpoint*"  # the resume checkpoint and the best weights
 _jobs_in_this_process = 0
 
 
@@ -59,10 +61,10 @@ def adopt_partial(results_dir: Path, cfg_hash: str, fingerprint: str, run_dir: P
     """Copy the checkpoint of the latest killed run of the same job into ``run_dir``."""
     partial = [job.parent for job in Path(results_dir).rglob(JOB_NAME)
                if job.parent != Path(run_dir) and not (job.parent / RECORD_NAME).exists()
-               and list(job.parent.glob(CHECKPOINT_GLOB)) and _same_job(job.parent, cfg_hash, fingerprint)]
+               and (job.parent / CHECKPOINT).exists() and _same_job(job.parent, cfg_hash, fingerprint)]
     if not partial:
         return None
-    latest = max(partial, key=lambda d: max(p.stat().st_mtime for p in d.glob(CHECKPOINT_GLOB)))
+    latest = max(partial, key=lambda d: (d / CHECKPOINT).stat().st_mtime)
     for checkpoint in latest.glob(CHECKPOINT_GLOB):
         shutil.copy2(checkpoint, Path(run_dir) / checkpoint.name)
     return latest
@@ -79,10 +81,11 @@ def _alive(pid: int) -> bool:
 
 
 @contextmanager
-def active(results_dir: Path):
-    """Register this job as running; yields a function counting the other live jobs."""
+def active():
+    """Register this job as running on this machine; yields a function counting the other live
+    lmbench jobs (whatever their results folder) and the number of jobs this process ran before."""
     global _jobs_in_this_process
-    folder = Path(results_dir) / ".active"
+    folder = Path(tempfile.gettempdir()) / "lmbench-active"
     folder.mkdir(parents=True, exist_ok=True)
     marker = folder / f"{os.getpid()}-{id(folder)}"
     marker.write_text("")

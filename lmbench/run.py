@@ -7,6 +7,7 @@ import random
 import resource
 import time
 import traceback
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -102,9 +103,10 @@ def run(cfg, run_dir: Path, job: dict | None = None) -> dict:
         "run_dir": str(run_dir),
         "resumed_from": str(resumed_from) if resumed_from else None,
         "status": "running",
+        "started_at": datetime.now(timezone.utc).isoformat(),
     }
     started = time.perf_counter()
-    with jobs.active(results_dir) as (other_jobs, earlier_jobs_in_process):
+    with jobs.active() as (other_jobs, earlier_jobs_in_process):
         concurrent = other_jobs()
         try:
             resume = bool(cfg.train.resume or resumed_from)
@@ -139,6 +141,7 @@ def run(cfg, run_dir: Path, job: dict | None = None) -> dict:
             if device == "cuda":
                 memory["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
             record["memory"] = memory
+            record["finished_at"] = datetime.now(timezone.utc).isoformat()
             record["job"] = job | {"concurrent_jobs": concurrent,
                                    "earlier_jobs_in_process": earlier_jobs_in_process}
             write_record(record, run_dir)

@@ -22,5 +22,5 @@ def test_eight_parallel_jobs_write_eight_valid_records_and_a_consistent_table(tm
     assert all(r["status"] == "ok" for r in records)
     assert any(r["job"]["concurrent_jobs"] > 0 for r in records)
     table = pd.read_csv(tmp_path / "results" / "table.csv")
-    assert sorted(table[table.model == "unigram"].run) == sorted(r["id"] for r in records)
+    assert sorted(table[table.run != "-"].run) == sorted(r["id"] for r in records)
     assert not list((tmp_path / "results").rglob("*.part"))

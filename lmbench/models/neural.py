@@ -53,7 +53,6 @@ class NeuralModel:
 
     def __init__(self, cfg, corpus: Corpus):
         self.cfg = cfg
-        self.name = cfg.name
         self.vocab_size = len(corpus.vocab)
         self.device = torch.device("cpu")
         self.check(cfg, corpus)

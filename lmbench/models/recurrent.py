@@ -65,6 +65,8 @@ CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
 class RecurrentNet(nn.Module):
+    """embedding -> dropout -> stacked nn.RNN/LSTM/GRU -> dropout -> linear decoder."""
+
     def __init__(self, cell: str, n_in: int, n_out: int, cfg):
         super().__init__()
         extra = {"nonlinearity": value(cfg.nonlinearity)} if cell == "rnn" else {}

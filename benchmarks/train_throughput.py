@@ -1,0 +1,112 @@
+"""Training throughput: lmbench's trainer beside a plain PyTorch loop, printed side by side.
+
+    python benchmarks/train_throughput.py                      # zaremba_small LSTM on PTB
+    python benchmarks/train_throughput.py --model gru --tokens 40000 --threads 1
+
+Both sides train the same network sizes on the same PTB stream with the same batch, bptt, optimizer
+and clipping; the plain loop is pytorch/examples' word_language_model inner loop over
+``nn.RNN/LSTM/GRU`` (for ``--model fnn`` or ``transformer`` only lmbench's figure is printed).
+Rounds alternate between the two so a busy machine slows both alike; medians are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from torch import nn
+
+from lmbench import config, models
+from lmbench.corpora import load_corpus
+from lmbench.train import batchify
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+# conf/experiment/zaremba_small.yaml's settings, applicable to every recurrent cell
+ZAREMBA_TRAIN = ["train.optimizer=sgd", "train.lr=1", "train.batch_size=20", "train.bptt=20", "train.clip=5"]
+ZAREMBA_MODEL = ["model.layers=2", "model.emb_size=200", "model.hidden_size=200", "model.dropout=0",
+                 "model.init_range=0.1"]
+
+
+class PlainRNNModel(nn.Module):
+    """word_language_model's RNNModel: embedding -> nn.LSTM/GRU/RNN -> linear decoder."""
+
+    def __init__(self, cell, vocab, emb, hidden, layers):
+        super().__init__()
+        self.encoder = nn.Embedding(vocab, emb)
+        self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell](emb, hidden, layers)
+        self.decoder = nn.Linear(hidden, vocab)
+
+    def forward(self, x, hidden):
+        output, hidden = self.rnn(self.encoder(x), hidden)
+        return self.decoder(output), hidden
+
+
+def plain_tokens_per_s(cfg, corpus, tokens: int) -> float:
+    m, tc = cfg.model, cfg.train
+    model = PlainRNNModel(cfg.model.name, len(corpus.vocab), m.emb_size, m.hidden_size, m.layers)
+    optimizer = torch.optim.SGD(model.parameters(), lr=tc.lr)
+    data = batchify(corpus.train, tc.batch_size, "cpu")
+    hidden, seen, start = None, 0, time.perf_counter()
+    for i in range(0, data.size(0) - 1, tc.bptt):
+        x, y = data[i:i + tc.bptt], data[i + 1:i + 1 + tc.bptt]
+        if hidden is not None:
+            hidden = tuple(h.detach() for h in hidden) if isinstance(hidden, tuple) else hidden.detach()
+        output, hidden = model(x, hidden)
+        loss = nn.functional.cross_entropy(output.view(-1, output.size(-1)), y.reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), tc.clip)
+        optimizer.step()
+        seen += y.numel()
+        if seen >= tokens:
+            break
+    return seen / (time.perf_counter() - start)
+
+
+def lmbench_tokens_per_s(cfg, corpus, tokens: int) -> float:
+    model = models.build(cfg.model.name, cfg.model, corpus)
+    run_cfg = OmegaConf.merge(cfg, {"device": "cpu", "train": {"max_tokens": tokens, "max_epochs": 1}})
+    with tempfile.TemporaryDirectory() as run_dir:
+        return model.fit(corpus, run_cfg, run_dir)["train_tokens_per_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="lstm", choices=["rnn", "lstm", "gru", "fnn", "transformer"])
+    parser.add_argument("--tokens", type=int, default=60_000, help="training tokens per round")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps the default")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    models.names()
+    config.register_all()
+    overrides = [f"model={args.model}", "corpus=ptb", f"train.threads={args.threads}", *ZAREMBA_TRAIN]
+    if args.model in ("rnn", "lstm", "gru"):
+        overrides += ZAREMBA_MODEL
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        cfg = compose("config", overrides=overrides)
+    corpus = load_corpus(cfg.corpus)
+    corpus = replace(corpus, splits={**corpus.splits, "valid": corpus.valid[:2000]})  # cheap validation
+    ours, plain = [], []
+    for _ in range(args.rounds):
+        if args.model in ("rnn", "lstm", "gru"):
+            plain.append(plain_tokens_per_s(cfg, corpus, args.tokens))
+        ours.append(lmbench_tokens_per_s(cfg, corpus, args.tokens))
+    print(f"{args.model} on PTB, batch {cfg.train.batch_size}, bptt {cfg.train.bptt}, "
+          f"{torch.get_num_threads()} threads, {args.tokens} tokens x {args.rounds} rounds")
+    print(f"  lmbench trainer : {statistics.median(ours):8.0f} tokens/s")
+    if plain:
+        print(f"  plain PyTorch   : {statistics.median(plain):8.0f} tokens/s")
+        print(f"  ratio           : {statistics.median(ours) / statistics.median(plain):8.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Training checkpoints: written atomically, read with ``weights_only=True``, refused when they belong
+to another model, vocabulary or config.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts (all that
+``weights_only`` loading admits) with a ``meta`` entry saying what produced it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from lmbench.errors import UserError
+
+CHECKPOINT = "checkpoint.pt"  # the latest epoch: everything a resume needs
+BEST = "checkpoint_best.pt"  # the weights with the best validation perplexity (scored on test, sampled from)
+BUDGET_KEYS = ("max_epochs", "max_tokens", "max_minutes", "patience", "resume")  # may change on resume
+
+
+def meta(model, corpus, cfg) -> dict:
+    """What a checkpoint must agree with to be loaded into this run."""
+    train = OmegaConf.to_container(cfg.train, resolve=True, enum_to_str=True)
+    return {
+        "model": OmegaConf.to_container(cfg.model, resolve=True, enum_to_str=True),
+        "corpus_fingerprint": corpus.fingerprint,
+        "vocab_size": len(corpus.vocab),
+        "train": {k: v for k, v in train.items() if k not in BUDGET_KEYS},
+        "seed": cfg.seed,
+        "protocol": str(getattr(cfg.protocol, "value", cfg.protocol)),
+    }
+
+
+def save(payload: dict, path: Path) -> None:
+    """Write via a temporary file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load(path: Path, expected: dict | None = None, device="cpu") -> dict:
+    """Read a checkpoint; a missing, corrupt or mismatched one is a ``UserError``."""
+    if not path.is_file():
+        raise UserError(f"No checkpoint at {path}; nothing to resume or load.")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # truncated, not a torch file, or holding non-tensor objects
+        raise UserError(f"Checkpoint {path} is corrupt or unreadable ({type(exc).__name__}: {exc}).") \
+            from exc
+    if not isinstance(payload, dict) or "meta" not in payload or "model" not in payload:
+        raise UserError(f"Checkpoint {path} is not an lmbench checkpoint.")
+    if expected is not None:
+        differs = _differences(payload["meta"], expected)
+        if differs:
+            raise UserError(f"Checkpoint {path} belongs to another run ({'; '.join(differs)}). Use the "
+                            "same model, corpus and training config to resume, or a new run folder.")
+    return payload
+
+
+def _differences(found: dict, expected: dict, prefix: str = "") -> list[str]:
+    """``key: checkpoint has X, this run has Y`` for every differing (nested) entry."""
+    out = []
+    for key in sorted(set(found) | set(expected)):
+        a, b = found.get(key), expected.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: checkpoint has {a!r}, this run has {b!r}")
+    return out

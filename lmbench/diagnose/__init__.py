@@ -1,0 +1,13 @@
+"""Diagnostics that show *why* the models differ, on the runs the tables come from.
+
+* ``gradients``: how the loss gradient ‖∂L_t/∂h_{t−k}‖ shrinks (or grows) as it travels back k steps
+  through a recurrent network, at initialisation and after training (vanishing/exploding gradients).
+* ``memory``: on the synthetic corpus, the loss a model pays above the exact oracle at the tokens
+  that close a span, against the distance back to the opener: how far back it really remembers.
+* ``cells``: hidden units whose activation tracks a known feature of the text (inside a span,
+  inside quotes, position in line, ...), ranked by correlation and shown over the text.
+
+``python -m lmbench.diagnose <run_dir> [...] what=gradients|memory|cells`` writes each run's files
+into ``<run_dir>/diagnostics/`` and a summary into ``record["diagnostics"][what]``; figures
+comparing several runs go into ``<common parent>/diagnostics/`` (see ``__main__``).
+"""

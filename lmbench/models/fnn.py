@@ -1,0 +1,103 @@
+"""Bengio et al. (2003)'s neural probabilistic language model: the embeddings of the previous n-1
+tokens, concatenated, go through a tanh hidden layer to a softmax over the vocabulary, optionally
+with direct connections from the concatenated embeddings to the output:
+
+    y = b + W x + U tanh(d + H x),   x = [C(w_{t-n+1}), ..., C(w_{t-1})]
+
+Context slots before the start of the text (or of a sentence under the sentence protocol) hold a
+dedicated padding embedding. In training the state carried between chunks is the last n-1 tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lmbench.config import ModelConfig, register_schema
+from lmbench.errors import UserError
+from lmbench.models import register
+from lmbench.models.neural import NeuralModel, check_positive
+
+ROWS_PER_TOKEN = 64  # scoring pushes batch_size * ROWS_PER_TOKEN positions through at once
+
+
+@dataclass
+class FNNConfig(ModelConfig):
+    name: str = "fnn"
+    order: int = 5  # n: the model conditions on the previous n-1 tokens
+    emb_size: int = 60  # m in the paper
+    hidden_size: int = 50  # h in the paper
+    direct: bool = True  # direct connections from the embeddings to the output (W in the paper)
+    dropout: float = 0.0
+
+
+register_schema("model", "fnn", FNNConfig)
+
+
+class FNNNet(nn.Module):
+    def __init__(self, vocab_size: int, cfg):
+        super().__init__()
+        width = (cfg.order - 1) * cfg.emb_size
+        self.embed = nn.Embedding(vocab_size + 1, cfg.emb_size)  # the last row pads missing context
+        self.hidden = nn.Linear(width, cfg.hidden_size)
+        self.out = nn.Linear(cfg.hidden_size, vocab_size)
+        self.direct = nn.Linear(width, vocab_size, bias=False) if cfg.direct else None
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        # context: (..., n-1) ids -> logits (..., V)
+        x = self.drop(self.embed(context).flatten(-2))  # (..., (n-1) m)
+        logits = self.out(self.drop(torch.tanh(self.hidden(x))))
+        return logits if self.direct is None else logits + self.direct(x)
+
+
+@register("fnn")
+class FNN(NeuralModel):
+    def check(self, cfg, corpus) -> None:
+        check_positive(cfg, "emb_size", "hidden_size")
+        if cfg.order < 2:
+            raise UserError(f"model.order={cfg.order} is out of range: it must be at least 2 "
+                            "(the model conditions on the previous order-1 tokens).")
+        if cfg.order > len(corpus.train):
+            raise UserError(f"model.order={cfg.order} is larger than the train split "
+                            f"({len(corpus.train)} tokens).")
+        if not 0 <= cfg.dropout < 1:
+            raise UserError(f"model.dropout={cfg.dropout} is out of range: it must be in [0, 1).")
+
+    def build(self, cfg, corpus) -> nn.Module:
+        self.context = cfg.order - 1
+        self.pad_id = self.vocab_size
+        return FNNNet(self.vocab_size, cfg)
+
+    def initial_state(self, batch: int):
+        return torch.full((self.context, batch), self.pad_id, dtype=torch.long, device=self.device)
+
+    def chunk_loss(self, x, y, state):
+        # x, y: (T, B); state: the previous n-1 tokens of each stream, (n-1, B)
+        full = torch.cat([state, x])  # (n-1+T, B)
+        windows = full.unfold(0, self.context, 1)[1:]  # (T, B, n-1): the n-1 tokens up to each x
+        logits = self.net(windows)  # (T, B, V)
+        return F.cross_entropy(logits.reshape(-1, self.vocab_size), y.reshape(-1)), full[-self.context:]
+
+    def _score(self, tokens, spans, batch_size):
+        # Every position's context, with slots before its span's start padded: (N, n-1).
+        starts = np.array([s for s, _ in spans])
+        span_start = starts[np.searchsorted(starts, np.arange(len(tokens)), side="right") - 1]
+        offsets = np.arange(-self.context, 0)  # positions i-(n-1) .. i-1
+        where = np.arange(len(tokens))[:, None] + offsets
+        context = np.where(where >= span_start[:, None], tokens[np.maximum(where, 0)], self.pad_id)
+        out = np.empty(len(tokens))
+        rows = batch_size * ROWS_PER_TOKEN
+        for i in range(0, len(tokens), rows):
+            logits = self.net(self._tensor(context[i:i + rows]))
+            out[i:i + rows] = self._log_p_of(logits, self._tensor(tokens[i:i + rows])).double().cpu()
+        return out
+
+    def _next(self, context, new_tokens):
+        context = (context or [self.pad_id] * self.context) + new_tokens
+        logits = self.net(self._tensor(context[-self.context:]))
+        return torch.log_softmax(logits.float(), -1).cpu().numpy(), context

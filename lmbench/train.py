@@ -1,0 +1,247 @@
+"""The one trainer for every torch family, in the style of pytorch/examples' word_language_model.
+
+Teacher forcing on the training split cut into ``batch_size`` parallel streams; chunks of
+``model.seq_len(bptt)`` tokens with the state carried across chunks and detached between them
+(truncated BPTT); global-norm gradient clipping (pre-clip norms and the clipped fraction recorded);
+SGD / Adam / AdamW; a learning-rate schedule; validation through the shared evaluator each epoch;
+early stopping; budgets in epochs, tokens or minutes. Each epoch ends with an atomic checkpoint of
+everything a resume needs (weights, optimizer, schedule state, RNG states, position), so a resumed
+run on CPU ends exactly where an uninterrupted one does. At the end the model holds the weights
+with the best validation perplexity, which run.py scores on test.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from lmbench import checkpoint
+from lmbench.corpora import Corpus
+from lmbench.errors import UserError
+from lmbench.evaluate import evaluate
+from lmbench.models.neural import value
+
+log = logging.getLogger(__name__)
+FLUSH_EVERY = 25  # steps between reading losses back from the device (one sync per flush)
+
+
+def batchify(ids, streams: int, device) -> torch.Tensor:
+    """The id stream cut into ``streams`` contiguous parallel streams, one per column: (N, B)."""
+    n = len(ids) // streams
+    return torch.as_tensor(ids[:n * streams], dtype=torch.long).view(streams, n).t().contiguous() \
+        .to(device)
+
+
+def make_optimizer(params, tc) -> torch.optim.Optimizer:
+    kind = value(tc.optimizer)
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    return torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+
+
+def cosine_lr(tc, step: int, total_steps: int) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine decay to 0 at ``total_steps``."""
+    if step < tc.warmup_steps:
+        return tc.lr * (step + 1) / tc.warmup_steps
+    progress = (step - tc.warmup_steps) / max(1, total_steps - tc.warmup_steps)
+    return tc.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def epoch_lr(tc, state: dict, epoch: int) -> float:
+    """The learning rate an epoch starts with (cosine moves it per step)."""
+    if value(tc.schedule) == "step":  # Zaremba et al.: constant, then x lr_decay each epoch after decay_start
+        return tc.lr * tc.lr_decay ** max(0, epoch - tc.decay_start)
+    return state["lr"]
+
+
+def _rng_state() -> dict:
+    states = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_state(states: dict) -> None:
+    torch.set_rng_state(states["torch"].cpu())
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
+
+
+def _weights(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.net.state_dict().items()}
+
+
+def train(model, corpus: Corpus, cfg, run_dir: Path) -> dict:
+    """Train ``model`` on ``corpus.train`` under ``cfg.train``; returns the record's ``train`` section."""
+    tc = cfg.train
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    model.to(torch.device(value(cfg.device)))
+    data = batchify(corpus.train, tc.batch_size, model.device)  # (N, B)
+    if data.size(0) < 2:
+        raise UserError(f"The train split ({len(corpus.train)} tokens) is too short for "
+                        f"train.batch_size={tc.batch_size} parallel streams.")
+    optimizer = make_optimizer(model.net.parameters(), tc)
+    ckpt_path, best_path = run_dir / checkpoint.CHECKPOINT, run_dir / checkpoint.BEST
+    expected = checkpoint.meta(model, corpus, cfg)
+    state = {"epoch": 0, "step": 0, "tokens": 0, "seconds": 0.0, "lr": tc.lr, "best_valid": math.inf,
+             "best_epoch": 0, "bad_epochs": 0, "finished": False, "stopped_by": "max_epochs",
+             "history": [], "norm_sum": 0.0, "norm_max": 0.0, "clipped": 0}
+    if tc.resume:
+        saved = checkpoint.load(ckpt_path, expected, model.device)
+        model.net.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state = saved["state"]
+        _set_rng_state(saved["rng"])
+        log.info("resumed from %s after epoch %d", ckpt_path, state["epoch"])
+    elif ckpt_path.exists():
+        raise UserError(f"{ckpt_path} already exists: pass train.resume=true to continue that run, "
+                        "or use a new run folder.")
+
+    loop = Epoch(model, data, optimizer, tc, state)
+    diverged = None
+    while state["epoch"] < tc.max_epochs and not state["finished"]:
+        epoch = state["epoch"] + 1
+        last_good = _weights(model)
+        lr, losses, seen, seconds, diverged = loop.run(epoch)
+        if diverged is not None:
+            model.net.load_state_dict(checkpoint.load(best_path)["model"] if best_path.exists()
+                                      else last_good)
+            log.warning("loss became non-finite at step %d (epoch %d); stopped with the last good "
+                        "weights", diverged, epoch)
+            state["stopped_by"] = "diverged"
+            break
+        state["tokens"] += seen
+        valid = evaluate(model, corpus, "valid", value(cfg.protocol), cfg.eval.batch_size, 0)[0]
+        improved = valid["ppl"] < state["best_valid"]
+        if improved:
+            state.update(best_valid=valid["ppl"], best_epoch=epoch, bad_epochs=0)
+            checkpoint.save({"meta": expected, "model": model.net.state_dict()}, best_path)
+        else:
+            state["bad_epochs"] += 1
+            if value(tc.schedule) == "plateau":
+                state["lr"] = lr * tc.lr_decay
+        if tc.patience and state["bad_epochs"] >= tc.patience:
+            state["stopped_by"], state["finished"] = "early_stopping", True
+        train_loss = sum(losses) / max(1, len(losses))
+        state["epoch"] = epoch
+        state["seconds"] += seconds + valid["eval_seconds"]
+        state["history"].append({"epoch": epoch, "lr": lr, "train_loss": train_loss,
+                                 "valid_ppl": valid["ppl"], "train_seconds": seconds,
+                                 "tokens_per_s": seen / seconds, "valid_seconds": valid["eval_seconds"]})
+        checkpoint.save({"meta": expected, "model": model.net.state_dict(),
+                         "optimizer": optimizer.state_dict(), "state": state, "rng": _rng_state()},
+                        ckpt_path)
+        log.info("epoch %d | lr %.4g | train ppl %.2f | valid ppl %.2f%s | %.0f tok/s | %.0f s",
+                 epoch, lr, math.exp(min(train_loss, 50)), valid["ppl"], " *" if improved else "",
+                 seen / seconds, seconds + valid["eval_seconds"])
+    if diverged is None and best_path.exists():
+        model.net.load_state_dict(checkpoint.load(best_path)["model"])
+    return _stats(model, tc, state, diverged, loop.steps_per_epoch, (data.size(0) - 1) * tc.batch_size)
+
+
+class Epoch:
+    """One pass over the parallel streams: teacher forcing, truncated BPTT, clipping, budgets."""
+
+    def __init__(self, model, data: torch.Tensor, optimizer, tc, state: dict):
+        self.model, self.data, self.optimizer, self.tc, self.state = model, data, optimizer, tc, state
+        self.params = list(model.net.parameters())
+        self.seq = model.seq_len(tc.bptt)
+        self.steps_per_epoch = math.ceil((data.size(0) - 1) / self.seq)
+        self.total_steps = self.steps_per_epoch * tc.max_epochs  # the cosine schedule's horizon
+        if tc.max_tokens:
+            self.total_steps = min(self.total_steps, math.ceil(tc.max_tokens / (self.seq * tc.batch_size)))
+        self.clip = tc.clip if tc.clip > 0 else math.inf
+
+    def set_lr(self, lr: float) -> float:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def run(self, epoch: int):
+        """Returns (lr at the start, step losses, tokens seen, seconds, diverged step or None)."""
+        tc, state, data, model = self.tc, self.state, self.data, self.model
+        lr = self.set_lr(epoch_lr(tc, state, epoch))
+        model.net.train()
+        hidden = model.initial_state(tc.batch_size)
+        pending, losses, seen, started = [], [], 0, time.perf_counter()
+        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch}", unit="step", leave=False,
+                   disable=None, file=sys.stderr)
+        last = data.size(0) - 1
+        for i in range(0, last, self.seq):
+            if value(tc.schedule) == "cosine":
+                self.set_lr(cosine_lr(tc, state["step"], self.total_steps))
+            n = min(self.seq, last - i)
+            x, y = data[i:i + n], data[i + 1:i + 1 + n]  # (T, B) inputs and next-token targets
+            with torch.autocast(model.device.type, torch.bfloat16, enabled=tc.bf16):
+                loss, hidden = model.chunk_loss(x, y, model.detach(hidden))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip)  # the pre-clip norm
+            self.optimizer.step()
+            pending.append(torch.stack([loss.detach().float(), norm.detach().float()]))
+            state["step"] += 1
+            seen += y.numel()
+            elapsed = state["seconds"] + time.perf_counter() - started
+            out_of_tokens = tc.max_tokens and state["tokens"] + seen >= tc.max_tokens
+            out_of_time = tc.max_minutes and elapsed >= 60 * tc.max_minutes
+            if len(pending) == FLUSH_EVERY or out_of_tokens or out_of_time or i + n == last:
+                values = torch.stack(pending).cpu()  # one device sync per flush
+                bad = (~torch.isfinite(values[:, 0])).nonzero()
+                if len(bad):
+                    bar.close()
+                    return lr, losses, seen, 0.0, state["step"] - len(pending) + int(bad[0]) + 1
+                state["norm_sum"] += float(values[:, 1].sum())
+                state["norm_max"] = max(state["norm_max"], float(values[:, 1].max()))
+                state["clipped"] += int((values[:, 1] > self.clip).sum())
+                losses.extend(values[:, 0].tolist())
+                mean = sum(losses[-100:]) / len(losses[-100:])
+                bar.set_postfix(loss=f"{mean:.3f}", ppl=f"{math.exp(min(mean, 50)):.1f}",
+                                tok_s=f"{seen / (time.perf_counter() - started):.0f}", refresh=False)
+                bar.update(len(pending))
+                pending = []
+            if out_of_tokens or out_of_time:
+                state["stopped_by"] = "max_tokens" if out_of_tokens else "max_minutes"
+                state["finished"] = True
+                break
+        bar.close()
+        return lr, losses, seen, time.perf_counter() - started, None
+
+
+def _stats(model, tc, state, diverged, steps_per_epoch, tokens_per_epoch) -> dict:
+    history = state["history"]
+    seconds = sum(h["train_seconds"] for h in history)
+    steps = state["step"]
+    stats = {
+        "stopped_by": state["stopped_by"],
+        "epochs": state["epoch"],
+        "best_epoch": state["best_epoch"],
+        "best_valid_ppl": state["best_valid"] if history else None,
+        "steps": steps,
+        "steps_per_epoch": steps_per_epoch,
+        "tokens": state["tokens"],
+        "tokens_per_epoch": tokens_per_epoch,
+        "train_tokens_per_s": state["tokens"] / seconds if seconds else None,
+        "train_seconds": seconds,
+        "lr_history": [h["lr"] for h in history],
+        "valid_ppl_history": [h["valid_ppl"] for h in history],
+        "history": history,
+        "grad_norm_mean": state["norm_sum"] / steps if steps else None,
+        "grad_norm_max": state["norm_max"],
+        "clipped_fraction": state["clipped"] / steps if steps else None,
+        "clip": tc.clip,
+        "flops_per_token_forward": model.flops_per_token(),
+        "flops_per_token_train": 3 * model.flops_per_token(),
+        **model.eval_info(),
+    }
+    if diverged is not None:
+        stats.update(status="diverged", diverged_step=diverged)
+    return stats

@@ -1,0 +1,129 @@
+"""The one trainer: exact resume, divergence, schedules, budgets, checkpoint safety."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from test_neural import build, one_thread, tiny_config  # noqa: F401 (one_thread: autouse)
+
+from lmbench import checkpoint
+from lmbench.config import validate
+from lmbench.corpora import load_corpus
+from lmbench.errors import UserError
+from lmbench.train import cosine_lr, epoch_lr
+
+
+def fit(corpus, cfg, run_dir, family="lstm"):
+    model = build(family, corpus, cfg)
+    return model, model.fit(corpus, cfg, run_dir)
+
+
+@pytest.mark.parametrize("family", ["lstm", "transformer"])
+def test_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(family, tiny_word_corpus,
+                                                                       tiny_text_dir, tmp_path):
+    # dropout makes the RNG state part of what a resume must restore
+    cfg = tiny_config(family, tiny_text_dir, "model.dropout=0.3", "train.max_epochs=3")
+    whole, whole_stats = fit(tiny_word_corpus, cfg, tmp_path / "whole", family)
+    killed = OmegaConf.merge(cfg, {"train": {"max_epochs": 1}})  # stops after epoch 1's checkpoint
+    fit(tiny_word_corpus, killed, tmp_path / "resumed", family)
+    resumed_cfg = OmegaConf.merge(cfg, {"train": {"resume": True}})
+    resumed, resumed_stats = fit(tiny_word_corpus, resumed_cfg, tmp_path / "resumed", family)
+    assert resumed_stats["valid_ppl_history"] == whole_stats["valid_ppl_history"]
+    assert resumed_stats["lr_history"] == whole_stats["lr_history"]
+    tokens, starts = tiny_word_corpus.test, np.array([0])
+    assert np.array_equal(resumed.log_probs(tokens, starts, 8), whole.log_probs(tokens, starts, 8))
+
+
+def test_nan_loss_stops_with_the_last_good_weights(tiny_word_corpus, tiny_text_dir, tmp_path):
+    cfg = tiny_config("lstm", tiny_text_dir, "train.max_epochs=3")
+    model = build("lstm", tiny_word_corpus, cfg)
+    steps_per_epoch = math.ceil((len(tiny_word_corpus.train) // 4 - 1) / 8)
+    calls = []
+    chunk_loss = model.chunk_loss
+
+    def poisoned(x, y, state):  # the loss goes NaN at the 3rd step of epoch 2
+        loss, state = chunk_loss(x, y, state)
+        calls.append(1)
+        return (loss * math.nan if len(calls) >= steps_per_epoch + 3 else loss), state
+
+    model.chunk_loss = poisoned
+    stats = model.fit(tiny_word_corpus, cfg, tmp_path)
+    assert stats["status"] == "diverged" and stats["stopped_by"] == "diverged"
+    assert stats["diverged_step"] == steps_per_epoch + 3 and stats["epochs"] == 1
+    saved = checkpoint.load(tmp_path / checkpoint.CHECKPOINT)
+    assert saved["state"]["epoch"] == 1  # the last good checkpoint was kept
+    weights = model.net.state_dict()
+    assert all(torch.equal(weights[k], v) for k, v in saved["model"].items())
+    assert np.all(np.isfinite(model.log_probs(tiny_word_corpus.test, np.array([0]), 8)))
+
+
+def test_a_checkpoint_from_another_run_or_a_corrupt_one_is_refused(tiny_word_corpus, tiny_text_dir,
+                                                                  tmp_path):
+    cfg = tiny_config("lstm", tiny_text_dir, "train.max_epochs=1")
+    fit(tiny_word_corpus, cfg, tmp_path)
+    path = tmp_path / checkpoint.CHECKPOINT
+    before = path.read_bytes()
+    with pytest.raises(UserError, match="already exists"):  # a fresh run never overwrites one
+        fit(tiny_word_corpus, cfg, tmp_path)
+    for change, message in [({"model": {"hidden_size": 16, "emb_size": 16}}, "model"),
+                            ({"train": {"bptt": 5}}, "train"),
+                            ({"corpus": {"level": "char"}}, "corpus_fingerprint|vocab_size")]:
+        other = OmegaConf.merge(cfg, change, {"train": {"resume": True}})
+        corpus = load_corpus(other.corpus) if "corpus" in change else tiny_word_corpus
+        with pytest.raises(UserError, match=message):
+            fit(corpus, other, tmp_path)
+    assert path.read_bytes() == before
+    path.write_bytes(before[: len(before) // 2])
+    with pytest.raises(UserError, match="corrupt"):
+        fit(tiny_word_corpus, OmegaConf.merge(cfg, {"train": {"resume": True}}), tmp_path)
+    with pytest.raises(UserError, match="No checkpoint"):
+        fit(tiny_word_corpus, OmegaConf.merge(cfg, {"train": {"resume": True}}), tmp_path / "empty")
+
+
+def test_budgets_stop_training(tiny_word_corpus, tiny_text_dir, tmp_path):
+    cfg = tiny_config("rnn", tiny_text_dir, "train.max_tokens=100", "train.max_epochs=5")
+    _, stats = fit(tiny_word_corpus, cfg, tmp_path / "tokens", "rnn")
+    assert stats["stopped_by"] == "max_tokens" and 100 <= stats["tokens"] < 100 + 4 * 8
+    assert stats["epochs"] == 1
+    cfg = tiny_config("rnn", tiny_text_dir, "train.max_minutes=0.000001")
+    _, stats = fit(tiny_word_corpus, cfg, tmp_path / "minutes", "rnn")
+    assert stats["stopped_by"] == "max_minutes" and stats["steps"] == 1
+
+
+def test_early_stopping_and_plateau_decay(tiny_word_corpus, tiny_text_dir, tmp_path):
+    # SGD steps of 1e-30 leave float32 weights unchanged, so validation never improves
+    cfg = tiny_config("gru", tiny_text_dir, "train.lr=1e-30", "train.optimizer=sgd", "train.patience=2",
+                      "train.max_epochs=5", "train.lr_decay=0.5", "train.schedule=plateau")
+    _, stats = fit(tiny_word_corpus, cfg, tmp_path, "gru")
+    assert stats["stopped_by"] == "early_stopping" and stats["epochs"] == 3 and stats["best_epoch"] == 1
+    assert stats["lr_history"] == [1e-30, 1e-30, 5e-31]  # decayed after the first epoch without gain
+
+
+def test_schedules():
+    tc = OmegaConf.create({"lr": 1.0, "lr_decay": 0.5, "decay_start": 4, "schedule": "step",
+                           "warmup_steps": 10})
+    assert [epoch_lr(tc, {}, e) for e in range(1, 8)] == [1, 1, 1, 1, 0.5, 0.25, 0.125]
+    plateau = OmegaConf.merge(tc, {"schedule": "plateau"})
+    assert epoch_lr(plateau, {"lr": 0.25}, 9) == 0.25
+    assert cosine_lr(tc, 0, 110) == pytest.approx(0.1) and cosine_lr(tc, 9, 110) == 1.0
+    assert cosine_lr(tc, 60, 110) == pytest.approx(0.5) and cosine_lr(tc, 110, 110) == pytest.approx(0)
+
+
+@pytest.mark.parametrize("family", ["lstm", "transformer"])
+def test_bf16_autocast_trains(family, tiny_word_corpus, tiny_text_dir, tmp_path):
+    cfg = tiny_config(family, tiny_text_dir, "train.bf16=true", "train.max_epochs=2")
+    model, stats = fit(tiny_word_corpus, cfg, tmp_path, family)
+    assert stats["valid_ppl_history"][1] < stats["valid_ppl_history"][0]
+    assert np.all(np.isfinite(model.log_probs(tiny_word_corpus.test, np.array([0]), 8)))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.bptt=0", "train.bptt"), ("train.lr=-1", "train.lr"), ("train.threads=-1", "train.threads"),
+])
+def test_bad_train_config_is_a_user_error(override, message, tiny_text_dir):
+    with pytest.raises(UserError, match=message):
+        validate(tiny_config("lstm", tiny_text_dir, override))
