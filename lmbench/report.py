@@ -151,15 +151,20 @@ def ngram_orders(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def diagnostics_figures(records: list[dict], folder: Path) -> list[Path]:
-    """Copies of the PNGs ``python -m lmbench.diagnose`` left beside the records."""
+def diagnostics_figures(root: Path, records: list[dict], folder: Path) -> list[Path]:
+    """Copies of the PNGs ``python -m lmbench.diagnose`` left beside records, and of its
+    comparison plots (in ``diagnostics/`` folders of the runs' common parent)."""
     copies = []
     for r in records:
         for png in sorted((Path(r["_path"]).parent / "diagnostics").glob("*.png")):
             name = f"diagnostics_{r['_label']}_{r['corpus']['name']}_s{r['config'].get('seed')}_{png.name}"
-            copy = folder / name.replace(" ", "_").replace("/", "_")
-            copy.write_bytes(png.read_bytes())
-            copies.append(copy)
+            copies.append(folder / name.replace(" ", "_").replace("/", "_"))
+            copies[-1].write_bytes(png.read_bytes())
+    for png in sorted(Path(root).rglob("diagnostics/*.png")):
+        if not (png.parent.parent / "record.json").exists():
+            where = png.parent.parent.relative_to(root).as_posix().replace("/", "_") or "root"
+            copies.append(folder / f"diagnostics_{where}_{png.name}")
+            copies[-1].write_bytes(png.read_bytes())
     return copies
 
 
@@ -239,7 +244,7 @@ def build(root: Path, out: Path | None = None) -> dict:
             figures += plots.tradeoffs(ok.rename(columns={"model": "label"}), floor, figure_dir)
         if not orders.empty:
             figures += plots.ngram_growth(orders, figure_dir)
-        figures += diagnostics_figures(records, figure_dir)
+        figures += diagnostics_figures(root, records, figure_dir)
     _write_documents(out, records, runs, tables, orders, env, warnings, skipped, figures)
     return {"records": len(records), "skipped": len(skipped), "figures": [str(f) for f in figures]}
 

@@ -17,6 +17,7 @@ from lmbench import models
 from lmbench.corpora import EOS
 from lmbench.diagnose import cells, gradients, memory
 from lmbench.diagnose.__main__ import main
+from lmbench.diagnose.runs import Run
 from lmbench.run import run
 
 SMALL = ["corpus.train_tokens=20000", "corpus.valid_tokens=3000", "corpus.test_tokens=3000"]
@@ -161,8 +162,6 @@ def trained_runs(tmp_path_factory):
 
 @pytest.mark.slow
 def test_probe_excess_loss_over_the_oracle_is_positive_on_average(trained_runs):
-    from lmbench.diagnose.runs import Run
-
     trained = Run.open(trained_runs[1])
     found = memory.closer_excess(trained.model(), trained.corpus,
                                  memory.probe_ids(trained.corpus, "probe", 10_000))
