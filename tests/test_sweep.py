@@ -46,3 +46,11 @@ def test_a_finished_job_is_skipped_unless_forced_and_reruns_reproduce_it(tmp_pat
     assert first["metrics"]["test"] == {**second["metrics"]["test"],
                                         "eval_seconds": first["metrics"]["test"]["eval_seconds"],
                                         "eval_tokens_per_s": first["metrics"]["test"]["eval_tokens_per_s"]}
+
+
+def test_compare_experiment_is_a_sweep_of_isolated_jobs(tmp_path):
+    done = lmbench(tmp_path, "experiment=compare", "model=ngram,unigram", "seed=0", *SMALL)
+    assert done.returncode == 0, done.stderr
+    found = records(tmp_path)
+    assert sorted(r["model"] for r in found) == ["ngram", "unigram"]
+    assert all(r["experiment"] == "compare" and r["job"]["launcher"] == "TimingLauncher" for r in found)

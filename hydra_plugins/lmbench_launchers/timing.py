@@ -48,7 +48,8 @@ class TimingLauncher(Launcher):
                 job_cfg.hydra.job.num = number
             run_dir = sweep_dir / str(job_cfg.hydra.sweep.subdir)
             log.info("#%d : %s", number, " ".join(filter_overrides(overrides)))
-            done = subprocess.run([sys.executable, "-m", "lmbench", *overrides, f"hydra.run.dir={run_dir}"],
+            done = subprocess.run([sys.executable, "-m", "lmbench", *overrides, "hydra.mode=RUN",
+                                   f"hydra.run.dir={run_dir}"],
                                   env={**os.environ, SWEEP_JOB_ENV: "1"})
             result = JobReturn(overrides=list(overrides), cfg=job_cfg, hydra_cfg=self.config,
                                working_dir=str(run_dir), task_name=str(job_cfg.hydra.job.name))
