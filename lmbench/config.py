@@ -86,6 +86,7 @@ class UserFileCorpusConfig(CorpusConfig):
     fractions: list[float] = field(default_factory=lambda: [0.9, 0.05, 0.05])
     encoding: str = "utf-8"
     errors: str = "strict"
+    max_unpacked_mb: int = 2048  # cap on what a zip/tar corpus may unpack to
 
 
 @dataclass

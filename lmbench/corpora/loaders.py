@@ -7,6 +7,7 @@ from pathlib import Path
 
 from lmbench.corpora import EOS, SPLITS, RawCorpus, loader
 from lmbench.corpora import synthetic as _synthetic  # noqa: F401  (registers the synthetic loader)
+from lmbench.corpora.archives import corpus_root, is_archive, unpack
 from lmbench.corpora.fetch import cache_dir, fetch
 from lmbench.errors import CorpusError
 
@@ -97,8 +98,11 @@ def load_brown(cfg) -> RawCorpus:
 
 
 def _user_files(cfg) -> dict[str, Path] | Path:
-    """The user's split files, or the single file to cut by fractions."""
+    """The user's split files, or the single file to cut by fractions (either may come in a
+    zip/tar archive, unpacked safely into the cache)."""
     root = Path(cfg.path).expanduser()
+    if is_archive(root):
+        root = corpus_root(unpack(root, cache_dir() / "unpacked", cfg.max_unpacked_mb * 2**20))
     if root.is_dir():
         files = {s: root / f"{s}.txt" for s in SPLITS}
         missing = [p.name for p in files.values() if not p.is_file()]
