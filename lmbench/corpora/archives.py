@@ -58,18 +58,21 @@ def unpack(archive: Path, into: Path, max_bytes: int) -> Path:
         return target
     into.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=into, prefix=".unpack-"))
+    too_big = CorpusError(f"{archive} unpacks to more than corpus.max_unpacked_mb="
+                          f"{max_bytes // 2**20} MB; refusing (raise the cap if it is genuine).")
     try:
-        written = 0
+        declared = written = 0
         for name, size, open_member in _members(archive):
+            declared += size
+            if declared > max_bytes:  # what the archive claims, checked before unpacking
+                raise too_big
             destination = staging.joinpath(*_safe_name(name, archive).parts)
             destination.parent.mkdir(parents=True, exist_ok=True)
             with open_member() as src, open(destination, "wb") as out:
                 for block in iter(lambda: src.read(1 << 20), b""):
                     written += len(block)
-                    if written > max_bytes:
-                        raise CorpusError(
-                            f"{archive} unpacks to more than corpus.max_unpacked_mb="
-                            f"{max_bytes // 2**20} MB; refusing (raise the cap if it is genuine).")
+                    if written > max_bytes:  # what it really holds, if the claim was a lie
+                        raise too_big
                     out.write(block)
         os.replace(staging, target)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
