@@ -50,7 +50,8 @@ def main(cfg) -> float | None:
         if job["sweep"]:
             write_record(failed_record(cfg, exc, job), run_dir)
             return None
-        if not (run_dir / RECORD_NAME).exists():  # nothing of a run that never started is kept
+        started = (run_dir / RECORD_NAME).exists() or any(run_dir.glob("checkpoint*"))
+        if not started:  # nothing of a run that never started is kept (a killed run's files are)
             logging.shutdown()
             shutil.rmtree(run_dir, ignore_errors=True)
         sys.exit(1)

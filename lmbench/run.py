@@ -130,20 +130,21 @@ def run(cfg, run_dir: Path, job: dict | None = None) -> dict:
                             "train_tokens_per_s", len(corpus.train) / max(train_seconds, 1e-9)),
                         "wall_seconds": time.perf_counter() - started},
             )
+        except UserError:
+            raise  # bad input found during fit (e.g. a foreign checkpoint): nothing is written
         except Exception as exc:
             record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                           traceback=traceback.format_exc())
             raise
         finally:
-            concurrent = max(concurrent, other_jobs())
-            memory = {"peak_rss_mb": peak_rss_mb(), "parameters": model.num_parameters(),
-                      "model_bytes": model.size_bytes()}
-            if device == "cuda":
-                memory["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
-            record["memory"] = memory
-            record["finished_at"] = datetime.now(timezone.utc).isoformat()
-            record["job"] = job | {"concurrent_jobs": concurrent,
-                                   "earlier_jobs_in_process": earlier_jobs_in_process}
-            write_record(record, run_dir)
-            write_tables(results_dir)
+            if record["status"] != "running":
+                memory = {"peak_rss_mb": peak_rss_mb(), "parameters": model.num_parameters(),
+                          "model_bytes": model.size_bytes()}
+                if device == "cuda":
+                    memory["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+                record.update(memory=memory, finished_at=datetime.now(timezone.utc).isoformat(),
+                              job=job | {"concurrent_jobs": max(concurrent, other_jobs()),
+                                         "earlier_jobs_in_process": earlier_jobs_in_process})
+                write_record(record, run_dir)
+                write_tables(results_dir)
     return record

@@ -39,3 +39,27 @@ def test_records_are_written_without_leftover_temporary_files(tmp_path):
     assert json.loads((tmp_path / "job" / "record.json").read_text())["id"] == record["id"]
     assert not list(tmp_path.rglob("*.part"))
     assert (tmp_path / "job" / "test_losses.npy").exists()
+
+
+def test_resuming_with_a_foreign_checkpoint_is_refused_and_keeps_the_killed_runs_files(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    job = ["model=lstm", *SMALL, "model.emb_size=8", "model.hidden_size=8", "train.max_epochs=1",
+           f"results_dir={tmp_path}"]
+    first = subprocess.run([sys.executable, "-m", "lmbench", *job, f"hydra.run.dir={tmp_path / 'a'}"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    shutil.copy(tmp_path / "a" / "checkpoint.pt", killed / "checkpoint.pt")
+    other = [a.replace("hidden_size=8", "hidden_size=12") for a in job]
+    done = subprocess.run([sys.executable, "-m", "lmbench", *other, "train.resume=true",
+                           f"hydra.run.dir={killed}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 1 and "belongs to another run" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert (killed / "checkpoint.pt").exists() and not (killed / "record.json").exists()
