@@ -28,10 +28,12 @@ def learning_curves(histories: pd.DataFrame, floors: dict, folder: Path) -> list
     paths = []
     for corpus, frame in histories.groupby("corpus"):
         fig, (by_epoch, by_time) = plt.subplots(1, 2, figsize=(10, 4))
+        palette = plt.rcParams["axes.prop_cycle"].by_key()["color"] * 9
+        colours = dict(zip(sorted(frame.label.unique()), palette))
         for (label, seed), run in frame.groupby(["label", "seed"]):
             tag = label if seed == frame[frame.label == label].seed.min() else None
-            line, = by_epoch.plot(run.epoch, run.valid_ppl, marker="o", markersize=3, label=tag)
-            by_time.plot(run.seconds, run.valid_ppl, marker="o", markersize=3, color=line.get_color())
+            for ax, x in ((by_epoch, run.epoch), (by_time, run.seconds)):
+                ax.plot(x, run.valid_ppl, marker="o", markersize=3, color=colours[label], label=tag)
         for ax, xlabel in ((by_epoch, "epoch"), (by_time, "training wall time (s)")):
             _floor_line(ax, floors, corpus)
             ax.set(xlabel=xlabel, ylabel="validation perplexity", yscale="log")

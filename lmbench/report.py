@@ -128,13 +128,16 @@ def pairs(records: list[dict]) -> pd.DataFrame:
 
 
 def histories(records: list[dict]) -> pd.DataFrame:
+    """Validation perplexity per epoch, with the cumulative training + validation wall time."""
     rows = []
     for r in records:
+        elapsed = 0.0
         for point in (r.get("train") or {}).get("history", []):
+            elapsed += (point.get("train_seconds") or 0.0) + (point.get("valid_seconds") or 0.0)
             if point.get("valid_ppl") is not None:
                 rows.append({"label": r["_label"], "corpus": r["corpus"]["name"],
                              "seed": r["config"].get("seed"), "epoch": point.get("epoch"),
-                             "seconds": point.get("seconds"), "valid_ppl": point["valid_ppl"]})
+                             "seconds": elapsed, "valid_ppl": point["valid_ppl"]})
     return pd.DataFrame(rows)
 
 

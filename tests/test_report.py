@@ -50,3 +50,13 @@ def test_report_skips_a_corrupt_record_and_says_so(tmp_path, capsys):
     assert result == {**result, "records": 1, "skipped": 1}
     assert "broken" in capsys.readouterr().err
     assert "1 unreadable records skipped" in (tmp_path / "results" / "report.md").read_text()
+
+
+def test_the_committed_reference_report_regenerates_byte_for_byte(tmp_path):
+    from conftest import ROOT
+
+    reference = ROOT / "results" / "reference" / "synthetic"
+    committed = {p.name: p.read_bytes() for p in reference.glob("*.csv")}
+    assert {"summary.csv", "pairs.csv", "memory.csv", "speed.csv", "table.csv"} <= set(committed)
+    build(reference, tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("*.csv")} == committed
