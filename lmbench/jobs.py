@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from lmbench.checkpoint import CHECKPOINT
-from lmbench.records import RECORD_NAME, atomic_write_text
+from lmbench.records import RECORD_NAME, REFERENCE_DIR, atomic_write_text, record_paths
 
 JOB_NAME = "job.json"
 IGNORED_KEYS = ("results_dir", "force")  # where results go and whether to redo them: not the job
@@ -46,7 +46,7 @@ def _same_job(run_dir: Path, cfg_hash: str, fingerprint: str) -> bool:
 
 def find_done(results_dir: Path, cfg_hash: str, fingerprint: str) -> Path | None:
     """A finished ``ok`` record of the same job below ``results_dir``, if any."""
-    for record_path in Path(results_dir).rglob(RECORD_NAME):
+    for record_path in record_paths(results_dir, own_only=True):
         if not _same_job(record_path.parent, cfg_hash, fingerprint):
             continue
         try:
@@ -59,9 +59,13 @@ def find_done(results_dir: Path, cfg_hash: str, fingerprint: str) -> Path | None
 
 def adopt_partial(results_dir: Path, cfg_hash: str, fingerprint: str, run_dir: Path) -> Path | None:
     """Copy the checkpoint of the latest killed run of the same job into ``run_dir``."""
-    partial = [job.parent for job in Path(results_dir).rglob(JOB_NAME)
-               if job.parent != Path(run_dir) and not (job.parent / RECORD_NAME).exists()
-               and (job.parent / CHECKPOINT).exists() and _same_job(job.parent, cfg_hash, fingerprint)]
+    partial = []
+    for job in Path(results_dir).rglob(JOB_NAME):
+        folder = job.parent
+        if (folder != Path(run_dir) and job.relative_to(results_dir).parts[0] != REFERENCE_DIR
+                and not (folder / RECORD_NAME).exists() and (folder / CHECKPOINT).exists()
+                and _same_job(folder, cfg_hash, fingerprint)):
+            partial.append(folder)
     if not partial:
         return None
     latest = max(partial, key=lambda d: (d / CHECKPOINT).stat().st_mtime)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 RECORD_NAME = "record.json"
+REFERENCE_DIR = "reference"  # committed reference runs inside a results folder: not the user's runs
 PACKAGES = ("lmbench", "torch", "numpy", "pandas", "nltk", "hydra-core", "omegaconf")
 
 
@@ -97,10 +98,19 @@ def write_record(record: dict, run_dir: Path) -> Path:
     return path
 
 
-def collect(root: Path) -> tuple[list[dict], list[str]]:
-    """All readable records below ``root``, and a note for each file skipped as unreadable."""
+def record_paths(root: Path, own_only: bool = False) -> list[Path]:
+    """Every record file below ``root``; ``own_only`` leaves out ``root/reference/``."""
+    paths = sorted(Path(root).rglob(RECORD_NAME))
+    if own_only:
+        paths = [p for p in paths if p.relative_to(root).parts[0] != REFERENCE_DIR]
+    return paths
+
+
+def collect(root: Path, own_only: bool = False) -> tuple[list[dict], list[str]]:
+    """All readable records below ``root`` (see ``record_paths``), and a note for each file
+    skipped as unreadable."""
     records, skipped = [], []
-    for path in sorted(Path(root).rglob(RECORD_NAME)):
+    for path in record_paths(root, own_only):
         try:
             record = json.loads(path.read_text())
             if not isinstance(record, dict) or "id" not in record:
@@ -164,7 +174,7 @@ def write_tables(root: Path, records: list[dict] | None = None) -> pd.DataFrame:
         Path(root).mkdir(parents=True, exist_ok=True)
         with open(Path(root) / ".table.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            return write_tables(root, collect(root)[0])
+            return write_tables(root, collect(root, own_only=True)[0])
     frame = table(records)
     atomic_write_text(Path(root) / "table.csv", frame.to_csv(index=False))
     markdown = frame.to_markdown(index=False, floatfmt=".4g") if not frame.empty else "(no runs)"

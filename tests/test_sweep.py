@@ -54,3 +54,15 @@ def test_compare_experiment_is_a_sweep_of_isolated_jobs(tmp_path):
     found = records(tmp_path)
     assert sorted(r["model"] for r in found) == ["ngram", "unigram"]
     assert all(r["experiment"] == "compare" and r["job"]["launcher"] == "TimingLauncher" for r in found)
+
+
+def test_committed_reference_runs_are_neither_skipped_against_nor_listed_as_the_users(tmp_path):
+    import pandas as pd
+
+    reference = lmbench(tmp_path / "results", *SMALL)  # lands in results/results = a 'reference'
+    assert reference.returncode == 0
+    (tmp_path / "results" / "results").rename(tmp_path / "results" / "reference")
+    mine = lmbench(tmp_path, *SMALL)
+    assert mine.returncode == 0 and "skipping" not in mine.stdout
+    table = pd.read_csv(tmp_path / "results" / "table.csv")
+    assert len(table[table.run != "-"]) == 1
