@@ -7,6 +7,7 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts (all 
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -44,6 +45,11 @@ def save(payload: dict, path: Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise UserError(f"The disk is full: could not write checkpoint {path}. The previous "
+                            "checkpoint is intact; free some space and resume the run.") from exc
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

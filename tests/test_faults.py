@@ -23,3 +23,21 @@ def test_full_disk_during_a_record_write_keeps_the_previous_record(tmp_path, mon
         write_record({"id": "second", "status": "ok"}, tmp_path)
     assert json.loads((tmp_path / "record.json").read_text())["id"] == "first"
     assert [p.name for p in tmp_path.iterdir()] == ["record.json"]
+
+
+def test_full_disk_during_a_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import torch
+
+    from lmbench import checkpoint
+
+    path = tmp_path / checkpoint.CHECKPOINT
+    checkpoint.save({"meta": {"epoch": 1}, "model": {"w": torch.ones(3)}}, path)
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("lmbench.checkpoint.os.fsync", disk_full)
+    with pytest.raises(UserError, match="disk is full.*checkpoint.*previous checkpoint is intact"):
+        checkpoint.save({"meta": {"epoch": 2}, "model": {"w": torch.zeros(3)}}, path)
+    assert checkpoint.load(path)["meta"] == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == [checkpoint.CHECKPOINT]
