@@ -58,10 +58,13 @@ def main(cfg) -> float | None:
     except Exception as exc:
         if not job["sweep"]:
             raise
+        if not (run_dir / RECORD_NAME).exists():  # it failed before the run could record it
+            write_record(failed_record(cfg, exc, job), run_dir)
         logging.getLogger(__name__).error("job failed (%s: %s); the sweep goes on",
                                           type(exc).__name__, exc)
         return None
-    if record.get("skipped"):  # the finished job's folder holds everything; drop the empty one
+    finished_elsewhere = record.get("skipped") and Path(record["_path"]).parent.resolve() != run_dir.resolve()
+    if finished_elsewhere:  # the finished job's folder holds everything; drop the empty new one
         logging.shutdown()
         shutil.rmtree(run_dir, ignore_errors=True)
     return record.get("metrics", {}).get("test", {}).get("ppl")

@@ -31,6 +31,19 @@ ConfigStore.instance().store(group="hydra/launcher", name="timing", node=TimingL
                              provider="lmbench")
 
 
+def _record_crash(job_cfg, run_dir: Path, overrides, returncode: int) -> None:
+    """A failed record for a job process that exited without writing one, so the sweep counts it."""
+    from omegaconf import OmegaConf
+
+    from lmbench.records import write_record
+    from lmbench.run import failed_record
+
+    cfg = OmegaConf.masked_copy(job_cfg, [k for k in job_cfg if k != "hydra"])
+    job = {"command": " ".join(["lmbench", *overrides]), "sweep": True, "launcher": "TimingLauncher"}
+    write_record(failed_record(cfg, RuntimeError(f"the job's process exited with code {returncode} "
+                                                 f"before writing its record; see {run_dir}"), job), run_dir)
+
+
 class TimingLauncher(Launcher):
     def setup(self, *, hydra_context, task_function, config) -> None:
         self.config, self.hydra_context = config, hydra_context
@@ -54,9 +67,9 @@ class TimingLauncher(Launcher):
             result = JobReturn(overrides=list(overrides), cfg=job_cfg, hydra_cfg=self.config,
                                working_dir=str(run_dir), task_name=str(job_cfg.hydra.job.name))
             record = run_dir / "record.json"
-            status = json.loads(record.read_text())["status"] if record.exists() else "failed"
-            result.status = JobStatus.COMPLETED if done.returncode == 0 else JobStatus.FAILED
-            result._return_value = status if done.returncode == 0 else RuntimeError(
-                f"job {number} exited with code {done.returncode}")
+            if not record.exists():  # the job died before it could say so itself
+                _record_crash(job_cfg, run_dir, overrides, done.returncode)
+            result.status = JobStatus.COMPLETED
+            result._return_value = json.loads(record.read_text())["status"]
             results.append(result)
         return results
