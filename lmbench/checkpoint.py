@@ -7,15 +7,13 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts (all 
 
 from __future__ import annotations
 
-import errno
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
 from lmbench.errors import UserError
+from lmbench.records import atomic_write
 
 CHECKPOINT = "checkpoint.pt"  # the latest epoch: everything a resume needs
 BEST = "checkpoint_best.pt"  # the weights with the best validation perplexity (scored on test, sampled from)
@@ -36,23 +34,8 @@ def meta(model, corpus, cfg) -> dict:
 
 
 def save(payload: dict, path: Path) -> None:
-    """Write via a temporary file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise UserError(f"The disk is full: could not write checkpoint {path}. The previous "
-                            "checkpoint is intact; free some space and resume the run.") from exc
-        raise
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write atomically (a temporary file and a rename); a full disk keeps the previous one."""
+    atomic_write(path, lambda f: torch.save(payload, f), binary=True)
 
 
 def load(path: Path, expected: dict | None = None, device="cpu") -> dict:

@@ -26,14 +26,15 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and an atomic rename: readers see the old
-    file or the new one, never a partial one."""
+def atomic_write(path: Path, write, binary: bool = False) -> None:
+    """Call ``write(file)`` on a temporary file in the same folder, then rename it onto ``path``
+    atomically: readers see the old file or the new one, never a partial one. A full disk is a
+    ``UserError`` that leaves the old file intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -42,11 +43,16 @@ def atomic_write_text(path: Path, text: str) -> None:
             from lmbench.errors import UserError
 
             raise UserError(f"The disk is full: could not write {path}. Any previous version of "
-                            "it is intact; free some space and run again.") from exc
+                            "it is intact; free some space and run again (a killed training run "
+                            "resumes from its last checkpoint).") from exc
         raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text))
 
 
 def versions() -> dict:

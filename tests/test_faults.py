@@ -36,8 +36,8 @@ def test_full_disk_during_a_checkpoint_write_keeps_the_previous_checkpoint(tmp_p
     def disk_full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("lmbench.checkpoint.os.fsync", disk_full)
-    with pytest.raises(UserError, match="disk is full.*checkpoint.*previous checkpoint is intact"):
+    monkeypatch.setattr("lmbench.records.os.fsync", disk_full)
+    with pytest.raises(UserError, match="disk is full.*checkpoint.pt.*intact.*resumes"):
         checkpoint.save({"meta": {"epoch": 2}, "model": {"w": torch.zeros(3)}}, path)
     assert checkpoint.load(path)["meta"] == {"epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == [checkpoint.CHECKPOINT]
