@@ -22,13 +22,18 @@ CHECKPOINT_GLOB = "checkpoint*"  # the resume checkpoint and the best weights
 _jobs_in_this_process = 0
 
 
-def config_hash(cfg) -> str:
-    """Hash of everything that decides a job's result (resume flag and output place excluded)."""
-    settings = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    for key in IGNORED_KEYS:
+def settings_hash(settings: dict, *also_ignored: str) -> str:
+    """Hash of a resolved config (as a plain dict) over what decides a job's result: the output
+    place, ``force`` and ``train.resume`` are left out, and so are ``also_ignored`` top-level keys."""
+    settings = json.loads(json.dumps(settings))
+    for key in (*IGNORED_KEYS, *also_ignored):
         settings.pop(key, None)
     settings.get("train", {}).pop("resume", None)
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def config_hash(cfg) -> str:
+    return settings_hash(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
 
 
 def mark_started(run_dir: Path, cfg_hash: str, fingerprint: str, command: str | None) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import html
 import json
 import sys
@@ -22,18 +21,15 @@ import pandas as pd
 
 from lmbench import plots
 from lmbench.evaluate import bootstrap_mean_ci, paired_bootstrap
+from lmbench.jobs import settings_hash
 from lmbench.records import atomic_write_text, collect, write_tables
 
 GROUP = ["corpus", "protocol", "fingerprint"]
 
 
 def _variant(record: dict) -> str:
-    """Hash of a run's config without its seed: runs of one variant are seeds of one model."""
-    config = json.loads(json.dumps(record.get("config", {})))
-    for key in ("seed", "results_dir", "force"):
-        config.pop(key, None)
-    config.get("train", {}).pop("resume", None)
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:6]
+    """The job hash without the seed: runs of one variant are seeds of one model."""
+    return settings_hash(record.get("config", {}), "seed")[:6]
 
 
 def label_runs(records: list[dict]) -> None:
