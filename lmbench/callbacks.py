@@ -21,7 +21,7 @@ class SweepSummary(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir))
         records, skipped = collect(sweep_dir)
         statuses = Counter(r["status"] for r in records)
-        report.build(sweep_dir)
+        built = report.build(sweep_dir)
         results_dir = Path(str(config.results_dir))
         write_tables(results_dir)
         summary = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
@@ -33,6 +33,8 @@ class SweepSummary(Callback):
                          record.get("error", ""))
         for note in skipped:
             log.warning("unreadable record %s", note)
+        print(f"\n{built['console']}\n\nreport: {sweep_dir / 'report.html'} (and report.md, tables, "
+              f"plots beside it)", flush=True)
         if statuses["failed"] or statuses["diverged"]:
             print(f"sweep: {statuses['failed']} failed, {statuses['diverged']} diverged of "
                   f"{len(records)} jobs", file=sys.stderr)

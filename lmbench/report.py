@@ -245,7 +245,21 @@ def build(root: Path, out: Path | None = None) -> dict:
             figures += plots.ngram_growth(orders, figure_dir)
         figures += diagnostics_figures(root, records, figure_dir)
     _write_documents(out, records, runs, tables, orders, env, warnings, skipped, figures)
-    return {"records": len(records), "skipped": len(skipped), "figures": [str(f) for f in figures]}
+    return {"records": len(records), "skipped": len(skipped), "figures": [str(f) for f in figures],
+            "console": console_table(tables["summary"], floors(records), runs)}
+
+
+def console_table(summary_table: pd.DataFrame, floor: dict, runs: pd.DataFrame) -> str:
+    """The summary a terminal can show: test perplexity per model, the oracle floor, failures."""
+    columns = ["model", "corpus", "seeds", "test_ppl", "test_ppl_sd", "test_bpc", "params", "train_s"]
+    formats = ("", "", "", ".4g", ".2g", ".4g", ",.0f", ".1f")
+    lines = [summary_table[columns].to_markdown(index=False, floatfmt=formats)
+             if not summary_table.empty else "(no finished runs)"]
+    lines += [f"oracle floor on {corpus}: test ppl {ppl:.4g} (no model can beat it)"
+              for corpus, ppl in sorted(floor.items())]
+    failed = runs[runs.status != "ok"] if not runs.empty else runs
+    lines += [f"{row.status}: {row.label} seed {row.seed} ({row.command})" for row in failed.itertuples()]
+    return "\n".join(lines)
 
 
 def _write_documents(out, records, runs, tables, orders, env, warnings, skipped, figures) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from test_app import SMALL, lmbench
 
 from lmbench.evaluate import paired_bootstrap
@@ -52,11 +53,13 @@ def test_report_skips_a_corrupt_record_and_says_so(tmp_path, capsys):
     assert "1 unreadable records skipped" in (tmp_path / "results" / "report.md").read_text()
 
 
-def test_the_committed_reference_report_regenerates_byte_for_byte(tmp_path):
+@pytest.mark.parametrize("corpus", ["synthetic", "tinyshakespeare", "ptb"])
+def test_the_committed_reference_reports_regenerate_byte_for_byte(tmp_path, corpus):
     from conftest import ROOT
 
-    reference = ROOT / "results" / "reference" / "synthetic"
+    reference = ROOT / "results" / "reference" / corpus
     committed = {p.name: p.read_bytes() for p in reference.glob("*.csv")}
     assert {"summary.csv", "pairs.csv", "memory.csv", "speed.csv", "table.csv"} <= set(committed)
     build(reference, tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.glob("*.csv")} == committed
+    assert (tmp_path / "summary.tex").read_bytes() == (reference / "summary.tex").read_bytes()

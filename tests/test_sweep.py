@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+from conftest import ROOT
 from test_app import SMALL, lmbench, records
 
 
@@ -66,3 +75,44 @@ def test_committed_reference_runs_are_neither_skipped_against_nor_listed_as_the_
     assert mine.returncode == 0 and "skipping" not in mine.stdout
     table = pd.read_csv(tmp_path / "results" / "table.csv")
     assert len(table[table.run != "-"]) == 1
+
+
+def _kill_when_training(sweep: subprocess.Popen, results, overrides: set[str], deadline: float) -> bool:
+    """SIGKILL the sweep's job process whose command line has ``overrides`` once its first
+    checkpoint exists (it is half way through training); False if it never got there."""
+    while sweep.poll() is None and time.monotonic() < deadline:
+        for child in psutil.Process(sweep.pid).children(recursive=True):
+            try:
+                args = set(child.cmdline())
+            except psutil.NoSuchProcess:
+                continue
+            if overrides <= args and any((results / "sweeps").glob("*/*_gru_synthetic_s1/checkpoint.pt")):
+                os.kill(child.pid, signal.SIGKILL)
+                return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.slow
+def test_six_families_two_seeds_with_one_job_killed_end_with_11_ok_1_failed_and_report_both(tmp_path):
+    results = tmp_path / "results"
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "lmbench", "experiment=quickstart", "seed=0,1", *SMALL,
+         "train.max_epochs=4", "train.max_minutes=1", "train.patience=0", f"results_dir={results}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = _kill_when_training(sweep, results, {"model=gru", "seed=1"}, time.monotonic() + 600)
+    out, err = sweep.communicate(timeout=600)
+    assert killed, "the gru seed-1 job finished before it could be killed"
+    assert sweep.returncode == 1
+    assert "1 failed, 0 diverged of 12 jobs" in err
+    found = records(tmp_path)
+    statuses = sorted((r["model"], r["config"]["seed"], r["status"]) for r in found)
+    assert len(found) == 12 and [s for s in statuses if s[2] != "ok"] == [("gru", 1, "failed")]
+    (sweep_dir,) = (results / "sweeps").iterdir()
+    report = (sweep_dir / "report.md").read_text()
+    failed_section = report.split("## Failed or diverged runs")[1].split("##")[0]
+    assert "gru [quickstart]" in failed_section and "failed" in failed_section
+    summary = report.split("## Perplexity")[1].split("##")[0]
+    for family in ("ngram", "fnn", "rnn", "lstm", "gru", "transformer"):
+        assert f"{family} [quickstart]" in summary
+    assert "failed: gru [quickstart] seed 1" in out and f"report: {sweep_dir / 'report.html'}" in out
