@@ -66,13 +66,18 @@ def versions() -> dict:
     return found
 
 
-def git_commit() -> str | None:
-    root = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def git_commit(root: Path = PROJECT_ROOT) -> str | None:
+    """HEAD's hash, with ``-dirty`` when tracked code differs from it (changes under ``results/``,
+    such as a sweep's own tables, are output, not code, and do not count)."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                                 text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)results"], cwd=root, capture_output=True, text=True,
+                               timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return (commit + ("-dirty" if dirty else "")) or None

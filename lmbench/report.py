@@ -71,7 +71,8 @@ def _runs(records: list[dict]) -> pd.DataFrame:
             "shared_process": bool(job.get("earlier_jobs_in_process")),
             "command": job.get("command"), "run": r["id"],
         })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).sort_values(["corpus", "label", "seed", "run"], kind="stable",
+                                          ignore_index=True)
 
 
 def summary(records: list[dict], runs: pd.DataFrame) -> pd.DataFrame:

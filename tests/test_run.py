@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 from conftest import compose_config
@@ -63,3 +64,24 @@ def test_resuming_with_a_foreign_checkpoint_is_refused_and_keeps_the_killed_runs
     assert done.returncode == 1 and "belongs to another run" in done.stderr
     assert "Traceback" not in done.stderr
     assert (killed / "checkpoint.pt").exists() and not (killed / "record.json").exists()
+
+
+def test_git_commit_is_dirty_for_changed_code_but_not_for_changed_results(tmp_path):
+    from lmbench.records import git_commit
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "table.md").write_text("old\n")
+    (tmp_path / "model.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "start")
+    clean = git_commit(tmp_path)
+    assert clean and len(clean) == 40
+    (tmp_path / "results" / "table.md").write_text("a sweep rewrote its table\n")
+    assert git_commit(tmp_path) == clean
+    (tmp_path / "model.py").write_text("x = 2\n")
+    assert git_commit(tmp_path) == clean + "-dirty"
