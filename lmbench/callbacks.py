@@ -27,10 +27,6 @@ class SweepSummary(Callback):
         summary = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
         log.info("sweep finished: %s (records in %s; report %s)", summary or "no records", sweep_dir,
                  sweep_dir / "report.html")
-        for record in records:
-            if record["status"] != "ok":
-                log.info("  %s: %s %s", record["status"], record.get("job", {}).get("command"),
-                         record.get("error", ""))
         for note in skipped:
             log.warning("unreadable record %s", note)
         print(f"\n{built['console']}\n\nreport: {sweep_dir / 'report.html'} (and report.md, tables, "

@@ -70,6 +70,7 @@ def _runs(records: list[dict]) -> pd.DataFrame:
                 "JoblibLauncher", "LocalLauncher"),
             "shared_process": bool(job.get("earlier_jobs_in_process")),
             "command": job.get("command"), "run": r["id"],
+            "error": (r.get("error") or "").strip().split("\n")[0],
         })
     return pd.DataFrame(rows).sort_values(["corpus", "label", "seed", "run"], kind="stable",
                                           ignore_index=True)
@@ -259,7 +260,8 @@ def console_table(summary_table: pd.DataFrame, floor: dict, runs: pd.DataFrame) 
     lines += [f"oracle floor on {corpus}: test ppl {ppl:.4g} (no model can beat it)"
               for corpus, ppl in sorted(floor.items())]
     failed = runs[runs.status != "ok"] if not runs.empty else runs
-    lines += [f"{row.status}: {row.label} seed {row.seed} ({row.command})" for row in failed.itertuples()]
+    lines += [f"{row.status}: {row.label} seed {row.seed} ({row.command}) {row.error}".rstrip()
+              for row in failed.itertuples()]
     return "\n".join(lines)
 
 
@@ -278,7 +280,7 @@ def _write_documents(out, records, runs, tables, orders, env, warnings, skipped,
          "local launchers, or other lmbench jobs seen running): use `hydra/launcher=timing` for clean "
          "timings.", tables["speed"]),
         ("n-gram storage and sparsity per order", "", orders),
-        ("Failed or diverged runs", "", failed[["label", "corpus", "seed", "status", "command"]]
+        ("Failed or diverged runs", "", failed[["label", "corpus", "seed", "status", "error", "command"]]
          if not failed.empty else failed),
     ]
     commands = runs[["label", "corpus", "seed", "status", "command"]] if not runs.empty else runs
