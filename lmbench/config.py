@@ -171,12 +171,25 @@ class EvalConfig:
 
 
 @dataclass
+class PublishedConfig:
+    """A published figure this run reproduces: the record keeps it and the report sets ours beside it."""
+
+    row: str | None = None  # the row's name in the published table, e.g. "KN5"
+    value: float | None = None  # null: nothing published for this configuration (reported only)
+    metric: str = "test_ppl"  # test_ppl | valid_ppl | test_nll | valid_nll | test_bpc | valid_bpc
+    source: str | None = None  # paper and table, e.g. "Mikolov (2012), PhD thesis, Table 4.1"
+    tolerance: float | None = None  # goal: within this relative difference of value (0.02 = 2%)
+    at_most: float | None = None  # goal: ours at most this
+
+
+@dataclass
 class Config:
     model: Any = MISSING
     corpus: Any = MISSING
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     experiment: str | None = None  # set by experiment configs, recorded
+    published: PublishedConfig = field(default_factory=PublishedConfig)  # set by recipes
     seed: int = 0
     device: Device = Device.auto
     protocol: Protocol = Protocol.stream
@@ -211,6 +224,8 @@ def register_all() -> None:
             cs.store(group=f"schema/{group}", name=name, node=node)
 
 
+PUBLISHED_METRICS = ("test_ppl", "valid_ppl", "test_nll", "valid_nll", "test_bpc", "valid_bpc")
+
 RANGE_CHECKS = [
     ("train.max_epochs", lambda v: v >= 1, "at least 1"),
     ("train.max_tokens", lambda v: v is None or v >= 1, "null or at least 1"),
@@ -229,6 +244,7 @@ RANGE_CHECKS = [
     ("eval.bootstrap_samples", lambda v: v >= 0, ">= 0"),
     ("eval.bootstrap_block", lambda v: v >= 0, ">= 0 (0 picks sqrt(n))"),
     ("corpus.min_count", lambda v: v >= 1, "at least 1"),
+    ("published.metric", lambda v: v in PUBLISHED_METRICS, f"one of {', '.join(PUBLISHED_METRICS)}"),
 ]
 
 

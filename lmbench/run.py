@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from lmbench import jobs, models
+from lmbench import jobs, models, published
 from lmbench.config import validate
 from lmbench.corpora import Corpus, load_corpus
 from lmbench.errors import UserError
@@ -147,4 +147,6 @@ def run(cfg, run_dir: Path, job: dict | None = None) -> dict:
                                          "earlier_jobs_in_process": earlier_jobs_in_process})
                 write_record(record, run_dir)
                 write_tables(results_dir)
+    if published_line := published.line(record):
+        print(published_line, flush=True)
     return record

@@ -1,0 +1,37 @@
+"""Published results beside ours: the figure a run reproduces, how far ours is from it, and whether
+it meets the goal its recipe sets (``published.tolerance`` or ``published.at_most``)."""
+
+from __future__ import annotations
+
+
+def comparison(record: dict) -> dict | None:
+    """The record's published figure against its own, or None when its config names none."""
+    published = (record.get("config") or {}).get("published") or {}
+    if published.get("value") is None and published.get("at_most") is None:
+        return None
+    split, key = published.get("metric", "test_ppl").split("_")
+    ours = ((record.get("metrics") or {}).get(split) or {}).get(key)
+    value, tolerance, at_most = published.get("value"), published.get("tolerance"), published.get("at_most")
+    diff = None if value is None or ours is None else (ours - value) / value
+    if tolerance is not None:
+        goal, met = f"within {100 * tolerance:g}%", None if diff is None else abs(diff) <= tolerance
+    elif at_most is not None:
+        goal, met = f"<= {at_most:g}", None if ours is None else ours <= at_most
+    else:
+        goal, met = "report", None
+    return {"row": published.get("row") or record.get("model"), "metric": f"{split} {key}",
+            "published": value, "source": published.get("source"), "ours": ours,
+            "diff_pct": None if diff is None else 100 * diff, "goal": goal, "met": met}
+
+
+def line(record: dict) -> str | None:
+    """One line for the console: published, ours, the difference and the goal."""
+    c = comparison(record)
+    if c is None:
+        return None
+    published = "-" if c["published"] is None else f"{c['published']:g}"
+    ours = "-" if c["ours"] is None else f"{c['ours']:.2f}"
+    diff = "" if c["diff_pct"] is None else f" ({c['diff_pct']:+.1f}%)"
+    verdict = {True: "met", False: "NOT met", None: "-"}[c["met"]]
+    return (f"{c['row']}: {c['metric']} published {published} [{c['source'] or 'no source'}], "
+            f"lmbench {ours}{diff}; goal {c['goal']}: {verdict}")
