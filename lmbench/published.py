@@ -5,9 +5,9 @@ from __future__ import annotations
 
 
 def comparison(record: dict) -> dict | None:
-    """The record's published figure against its own, or None when its config names none."""
+    """The record's published figure against its own, or None when its config names no published row."""
     published = (record.get("config") or {}).get("published") or {}
-    if published.get("value") is None and published.get("at_most") is None:
+    if not published.get("row") and published.get("value") is None and published.get("at_most") is None:
         return None
     split, key = published.get("metric", "test_ppl").split("_")
     ours = ((record.get("metrics") or {}).get(split) or {}).get(key)
