@@ -1,0 +1,156 @@
+"""``python -m lmbench.report DIR``: the comparison report built from every run record below DIR.
+
+Writes, into DIR (or ``--out``): ``table.csv/.md`` (one row per run), ``report.md`` and a
+self-contained ``report.html`` (plots embedded, no JavaScript), full-precision CSV and LaTeX tables
+(``summary``, ``pairs``, ``memory``, ``speed``, and ``published`` when a run names a published
+figure) and the PNG plots under ``plots/``. The report opens with the finding in words, then one
+leaderboard and one significance matrix per corpus. Everything is derived from records; rerunning
+it on the same records regenerates the same tables byte for byte.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from lmbench import plots
+from lmbench.records import atomic_write_text, collect, write_tables
+from lmbench.report import frames, render, tables
+from lmbench.report.frames import COUNT_BASED, label_runs
+
+__all__ = ["build", "label_runs", "main"]
+
+
+def _tex(frame: pd.DataFrame) -> str:
+    return frame.to_latex(index=False, float_format="%.4g", na_rep="--") if not frame.empty else ""
+
+
+def _diagnostics(root: Path, records: list[dict], folder: Path) -> list[Path]:
+    """Copies of the PNGs ``python -m lmbench.diagnose`` left beside records, and of its
+    comparison plots (in ``diagnostics/`` folders of the runs' common parent)."""
+    copies = []
+    for r in records:
+        for png in sorted((Path(r["_path"]).parent / "diagnostics").glob("*.png")):
+            name = f"diagnostics_{r['_label']}_{r['corpus']['name']}_s{r['config'].get('seed')}_{png.name}"
+            copies.append(folder / name.replace(" ", "_").replace("/", "_"))
+            copies[-1].write_bytes(png.read_bytes())
+    for png in sorted(Path(root).rglob("diagnostics/*.png")):
+        if not (png.parent.parent / "record.json").exists():
+            where = png.parent.parent.relative_to(root).as_posix().replace("/", "_") or "root"
+            copies.append(folder / f"diagnostics_{where}_{png.name}")
+            copies[-1].write_bytes(png.read_bytes())
+    return copies
+
+
+def _figures(records, runs, summary, orders, groups, floor, root, folder) -> list[Path]:
+    """Draw every plot; each group gets its corpus's figures, the rest are diagnostics."""
+    folder.mkdir(parents=True, exist_ok=True)
+    drawn = []
+    curves = frames.histories(records)
+    if not curves.empty:
+        ok = runs[(runs.status == "ok") & runs.model.isin(COUNT_BASED) & (runs.model != "oracle")]
+        flat = ok.groupby(["label", "model", "corpus"], as_index=False).valid_ppl.mean()
+        drawn += plots.learning_curves(curves, flat, floor, folder)
+    if not summary.empty:
+        family = dict(zip(runs.label, runs.model))
+        drawn += plots.tradeoffs(summary.rename(columns={"model": "label"}).assign(
+            family=lambda f: f.label.map(family)), floor, folder)
+    if not orders.empty:
+        drawn += plots.ngram_growth(orders, folder)
+    for n, group in enumerate(groups):
+        first = next(g for g in groups if g.corpus == group.corpus) is group
+        if first:
+            group.figures = [f for prefix in ("tradeoffs", "curves", "ngram") for f in drawn
+                             if f.stem == f"{prefix}_{group.corpus}"]
+        if len(group.matrix) > 1:
+            alone = sum(g.corpus == group.corpus for g in groups) == 1
+            name = group.corpus if alone else f"{group.corpus}_{n}"
+            group.figures.insert(1 if first else 0, plots.significance(
+                name, group.title, group.families, group.matrix, group.matrix_kind, folder))
+    return _diagnostics(root, records, folder)
+
+
+def _shown(records, runs, summary, pair_table, published) -> tuple[pd.DataFrame, ...]:
+    """Records and frames with the experiment tag every label shares dropped (the intro names it)."""
+    if runs.empty:
+        return runs, summary, pair_table, published
+    names, _ = plots.short_names(runs.label)
+    for record in records:
+        record["_label"] = names[record["_label"]]
+    rename = {"label": names, "model": names, "model_a": names, "model_b": names, "better": names}
+    return (runs.replace({"label": names}), summary.replace({"model": names}),
+            pair_table.replace({k: v for k, v in rename.items() if k in pair_table}),
+            published.replace({"model": names}) if not published.empty else published)
+
+
+def build(root: Path, out: Path | None = None) -> dict:
+    """Write every table, plot and the report for the records below ``root``; returns a summary."""
+    out = Path(out or root)
+    records, skipped = collect(root)
+    for note in skipped:
+        print(f"skipped unreadable record {note}", file=sys.stderr)
+    write_tables(out, records)
+    label_runs(records)
+    runs = frames._runs(records) if records else pd.DataFrame()
+    env, warnings = frames.environment(records)
+    summary = frames.summary(records, runs) if records else pd.DataFrame()
+    pair_table, published = frames.pairs(records), frames.published_rows(records)
+    full = {
+        "summary": summary, "pairs": pair_table,
+        "memory": runs[["label", "corpus", "seed", "params", "model_mb", "peak_rss_mb", "peak_cuda_mb",
+                        "shared_process"]] if records else pd.DataFrame(),
+        "speed": runs[["label", "corpus", "seed", "train_tok_s", "eval_tok_s", "train_s", "wall_s",
+                       "hardware", "concurrent"]] if records else pd.DataFrame(),
+    }
+    if not published.empty:
+        full["published"] = published
+    for name, frame in full.items():
+        atomic_write_text(out / f"{name}.csv", frame.to_csv(index=False))
+        atomic_write_text(out / f"{name}.tex", _tex(frame))
+
+    runs, summary, pair_table, published = _shown(records, runs, summary, pair_table, published)
+    floor, budgets = frames.floors(records), frames.budgets(runs) if records else {}
+    groups = tables.groups(summary, runs, pair_table, floor, budgets, published)
+    orders = frames.ngram_orders(records)
+    diagnostics = _figures(records, runs, summary, orders, groups, floor, root, out / "plots") \
+        if records else []
+    kinds = sorted(set(budgets.values()))
+    corpora = sorted(set(runs.corpus)) if records else []
+    experiments = sorted({r.get("experiment") for r in records if r.get("experiment")})
+    ok = int((runs.status == "ok").sum()) if records else 0
+    report = render.Report(
+        title="lmbench report" + (f": {', '.join(corpora)}" if corpora else ""),
+        kind=kinds[0] if len(kinds) == 1 else "different budgets per corpus (see each leaderboard)"
+        if kinds else "no runs",
+        intro=f"{len(records)} runs ({ok} ok)"
+              + (f" of experiment={', '.join(experiments)}" if experiments else "")
+              + f"; {len(skipped)} unreadable records skipped.",
+        findings=[line for group in groups for line in group.findings],
+        flags=tables.flags(runs, warnings, skipped),
+        groups=groups, details=tables.details(runs, pair_table, orders, out),
+        diagnostics=diagnostics, environment=env)
+    atomic_write_text(out / "report.md", render.markdown(report))
+    atomic_write_text(out / "report.html", render.page(report))
+    failed = runs[runs.status != "ok"] if records else runs
+    failures = [f"{row.status}: {row.label} seed {row.seed} ({row.command}) {row.error}".rstrip()
+                for row in failed.itertuples()]
+    figures = [f for group in groups for f in group.figures] + diagnostics
+    return {"records": len(records), "skipped": len(skipped), "figures": [str(f) for f in figures],
+            "console": render.console(report, failures)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lmbench.report", description=__doc__.splitlines()[0])
+    parser.add_argument("root", type=Path, nargs="?", default=Path("results"),
+                        help="folder searched recursively for record.json files")
+    parser.add_argument("--out", type=Path, default=None, help="where to write (default: ROOT)")
+    args = parser.parse_args(argv)
+    if not args.root.is_dir():
+        sys.exit(f"error: {args.root} is not a folder of run records.")
+    result = build(args.root, args.out)
+    out = args.out or args.root
+    print(f"{result['records']} records -> {out / 'report.md'}, {out / 'report.html'}, "
+          f"{len(result['figures'])} plots")

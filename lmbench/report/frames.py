@@ -1,0 +1,250 @@
+"""Full-precision tables derived from run records: one row per run, the per-model summary, paired
+tests, learning curves, n-gram storage, published figures, budgets and the environment."""
+
+from __future__ import annotations
+
+import json
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lmbench import published
+from lmbench.evaluate import bootstrap_mean_ci, paired_bootstrap
+from lmbench.jobs import settings_hash
+
+GROUP = ["corpus", "protocol", "fingerprint"]
+COUNT_BASED = ("ngram", "unigram", "oracle")  # estimated from counts: no training budget
+BOOTSTRAP_SAMPLES = 1000
+
+
+def _variant(record: dict) -> str:
+    """The job hash without the seed: runs of one variant are seeds of one model."""
+    return settings_hash(record.get("config", {}), "seed")[:6]
+
+
+def label_runs(records: list[dict]) -> None:
+    """Name each run by its model (and experiment); variants of one model get a config hash."""
+    names = {}
+    for record in records:
+        base = record["model"] + (f" [{record['experiment']}]" if record.get("experiment") else "")
+        key = (record["corpus"]["name"], base)
+        names.setdefault(key, set()).add(_variant(record))
+    for record in records:
+        base = record["model"] + (f" [{record['experiment']}]" if record.get("experiment") else "")
+        several = len(names[(record["corpus"]["name"], base)]) > 1
+        record["_label"] = f"{base} #{_variant(record)}" if several else base
+
+
+def _losses(record: dict) -> np.ndarray | None:
+    path = Path(record["_path"]).parent / "test_losses.npy"
+    return np.load(path).astype(np.float64) if path.exists() else None
+
+
+def device_name(record: dict) -> str:
+    """The GPU's name on CUDA, else the CPU's with its core count."""
+    hw = record.get("hardware") or {}
+    if record.get("device") == "cuda" and hw.get("gpu"):
+        return hw["gpu"]
+    return f"{hw.get('cpu') or 'unknown CPU'} ({hw.get('cores')} cores)" if hw.get("cores") else \
+        hw.get("cpu") or str(record.get("device"))
+
+
+def log_path(record: dict) -> Path | None:
+    """The job's log: ``job.log`` (relative to the sweep folder, or absolute), else the Hydra log
+    beside the record."""
+    run_dir = Path(record["_path"]).parent
+    named = (record.get("job") or {}).get("log")
+    if named:
+        path = Path(named)
+        return path if path.is_absolute() else run_dir.parent / path
+    return next(iter(sorted(run_dir.glob("*.log"))), None)
+
+
+def _runs(records: list[dict]) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        test = r.get("metrics", {}).get("test", {})
+        job, memory, timing = r.get("job", {}), r.get("memory", {}), r.get("timing", {})
+        train_cfg = r["config"].get("train") or {}
+        counted = r["model"] in COUNT_BASED
+        rows.append({
+            "label": r["_label"], "model": r["model"], "corpus": r["corpus"]["name"],
+            "level": r["corpus"].get("level"), "protocol": r["config"].get("protocol"),
+            "fingerprint": (r["corpus"].get("fingerprint") or "")[:12],
+            "seed": r["config"].get("seed"), "status": r["status"], "test_ppl": test.get("ppl"),
+            "test_bpc": test.get("bpc"), "valid_ppl": r.get("metrics", {}).get("valid", {}).get("ppl"),
+            "params": memory.get("parameters"), "model_mb": (memory.get("model_bytes") or 0) / 2**20,
+            "peak_rss_mb": memory.get("peak_rss_mb"), "peak_cuda_mb": memory.get("peak_cuda_mb"),
+            "train_s": timing.get("train_seconds"), "train_tok_s": timing.get("train_tokens_per_s"),
+            "eval_tok_s": test.get("eval_tokens_per_s"), "wall_s": timing.get("wall_seconds"),
+            "hardware": f"{r.get('hardware', {}).get('cpu')} / {r.get('device')}",
+            "device_name": device_name(r),
+            "budget_min": None if counted else train_cfg.get("max_minutes"),
+            "budget_tokens": None if counted else train_cfg.get("max_tokens"),
+            "stopped_by": None if counted else (r.get("train") or {}).get("stopped_by"),
+            "concurrent": bool(job.get("concurrent_jobs")) or job.get("launcher") in (
+                "JoblibLauncher", "LocalLauncher"),
+            "shared_process": bool(job.get("earlier_jobs_in_process")),
+            "command": job.get("command"), "run": r["id"],
+            "log": str(log_path(r) or ""),
+            "error": (r.get("error") or "").strip().split("\n")[0],
+        })
+    return pd.DataFrame(rows).sort_values(["corpus", "label", "seed", "run"], kind="stable",
+                                          ignore_index=True)
+
+
+def summary(records: list[dict], runs: pd.DataFrame) -> pd.DataFrame:
+    """Per model × corpus: mean ± sd over seeds, and a bootstrap CI of the seed-averaged model."""
+    ok = [r for r in records if r["status"] == "ok"]
+    rows = []
+    frame = runs[runs.status == "ok"]
+    for key, group in frame.groupby(["label", *GROUP], sort=True):
+        label, corpus, protocol, fingerprint = key
+        members = [r for r in ok if r["_label"] == label and r["corpus"]["name"] == corpus
+                   and r["config"].get("protocol") == protocol
+                   and (r["corpus"].get("fingerprint") or "")[:12] == fingerprint]
+        losses = [x for x in (_losses(r) for r in members) if x is not None]
+        low = high = np.nan
+        if losses and len({len(x) for x in losses}) == 1:
+            lo, hi = bootstrap_mean_ci(np.mean(losses, axis=0), BOOTSTRAP_SAMPLES, 0)
+            low, high = np.exp(lo), np.exp(hi)
+        rows.append({
+            "model": label, "corpus": corpus, "protocol": protocol, "fingerprint": fingerprint,
+            "seeds": len(group), "test_ppl": group.test_ppl.mean(),
+            "test_ppl_sd": group.test_ppl.std(ddof=1) if len(group) > 1 else 0.0,
+            "ci_lo": low, "ci_hi": high, "test_bpc": group.test_bpc.mean(),
+            "test_bpc_sd": group.test_bpc.std(ddof=1) if len(group) > 1 else 0.0,
+            "valid_ppl": group.valid_ppl.mean(), "params": group.params.median(),
+            "train_s": group.train_s.mean(),
+            "mixed_hardware": group.hardware.nunique() > 1,
+        })
+    table = pd.DataFrame(rows)
+    return table.sort_values(["corpus", "protocol", "test_ppl"]).reset_index(drop=True) if rows else table
+
+
+def pairs(records: list[dict]) -> pd.DataFrame:
+    """Paired bootstrap on per-token test losses for every pair of models scored on the same tokens."""
+    averaged = {}
+    for r in records:
+        losses = _losses(r) if r["status"] == "ok" else None
+        if losses is None:
+            continue
+        key = (r["corpus"]["name"], r["config"].get("protocol"), r["corpus"]["fingerprint"][:12])
+        averaged.setdefault(key, {}).setdefault(r["_label"], []).append(losses)
+    rows = []
+    for (corpus, protocol, fingerprint), by_label in sorted(averaged.items()):
+        means = {label: np.mean(x, axis=0) for label, x in sorted(by_label.items())}
+        for a, b in combinations(sorted(means), 2):
+            test = paired_bootstrap(means[a], means[b], samples=BOOTSTRAP_SAMPLES)
+            rows.append({"corpus": corpus, "protocol": protocol, "fingerprint": fingerprint,
+                         "model_a": a, "model_b": b, **test,
+                         "better": (b if test["diff"] > 0 else a) if test["significant"] else "neither"})
+    return pd.DataFrame(rows)
+
+
+def histories(records: list[dict]) -> pd.DataFrame:
+    """Validation perplexity per epoch, with the cumulative training tokens and the cumulative
+    training + validation wall time."""
+    rows = []
+    for r in records:
+        elapsed = tokens = 0.0
+        per_epoch = (r.get("train") or {}).get("tokens_per_epoch") or 0
+        for point in (r.get("train") or {}).get("history", []):
+            seconds = point.get("train_seconds") or 0.0
+            elapsed += seconds + (point.get("valid_seconds") or 0.0)
+            tokens += point["tokens_per_s"] * seconds if point.get("tokens_per_s") else per_epoch
+            if point.get("valid_ppl") is not None:
+                rows.append({"label": r["_label"], "model": r["model"], "corpus": r["corpus"]["name"],
+                             "seed": r["config"].get("seed"), "epoch": point.get("epoch"),
+                             "tokens": tokens, "seconds": elapsed, "valid_ppl": point["valid_ppl"]})
+    return pd.DataFrame(rows)
+
+
+def ngram_orders(records: list[dict]) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        orders = ((r.get("train") or {}).get("ngram") or {}).get("orders", [])
+        total = 0.0
+        for level in sorted(orders, key=lambda o: o["order"]):
+            total += level.get("bytes", 0) / 2**20
+            rows.append({"label": r["_label"], "model": r["model"], "corpus": r["corpus"]["name"],
+                         "order": level["order"], "ngrams": level.get("ngrams"), "cumulative_mb": total,
+                         "test_unseen_fraction": level.get("test_unseen_fraction")})
+    return pd.DataFrame(rows)
+
+
+def published_rows(records: list[dict]) -> pd.DataFrame:
+    """Per model × corpus with a published figure: ours (averaged over seeds) against it."""
+    members = {}
+    for r in records:
+        if r["status"] == "ok" and published.comparison(r) is not None:
+            members.setdefault((r["_label"], r["corpus"]["name"]), []).append(r)
+    rows = []
+    for (label, corpus), runs in sorted(members.items()):
+        metrics = {split: {key: np.mean([m["metrics"][split][key] for m in runs])
+                           for key in runs[0]["metrics"][split]
+                           if all(isinstance(m["metrics"].get(split, {}).get(key), (int, float))
+                                  for m in runs)}
+                   for split in runs[0].get("metrics", {})}
+        rows.append({"model": label, "corpus": corpus,
+                     **published.comparison({**runs[0], "metrics": metrics})})
+    return pd.DataFrame(rows)
+
+
+def floors(records: list[dict]) -> dict:
+    found = {}
+    for r in records:
+        if r.get("floor"):
+            found.setdefault(r["corpus"]["name"], r["floor"]["ppl"])
+        if r["model"] == "oracle" and r["status"] == "ok":
+            found.setdefault(r["corpus"]["name"], r["metrics"]["test"]["ppl"])
+    return found
+
+
+def budgets(runs: pd.DataFrame) -> dict:
+    """Per corpus, what the comparison holds equal: minutes or tokens of training per family on
+    one device, or training to convergence. Count-based models have no budget."""
+    found = {}
+    for corpus, frame in runs.groupby("corpus"):
+        trained = frame[~frame.model.isin(COUNT_BASED)]
+        minutes = sorted(set(trained.budget_min.dropna()))
+        tokens = sorted(set(trained.budget_tokens.dropna()))
+        on = " / ".join(sorted(set(trained.device_name)))
+        if trained.empty:
+            found[corpus] = "count-based models only (no training budget)"
+        elif len(minutes) == 1 and trained.budget_min.notna().all():
+            found[corpus] = f"equal budget: {minutes[0]:g} min of training per family on {on}"
+        elif len(tokens) == 1 and trained.budget_tokens.notna().all() and not minutes:
+            found[corpus] = f"equal budget: {tokens[0]:,.0f} training tokens per family"
+        elif minutes or tokens:
+            found[corpus] = ("mixed budgets: " + ", ".join([f"{m:g} min" for m in minutes]
+                                                           + [f"{t:,.0f} tokens" for t in tokens]))
+        else:
+            found[corpus] = "trained to convergence (early stopping on validation perplexity)"
+    return found
+
+
+def environment(records: list[dict]) -> tuple[dict, list[str]]:
+    """What the runs ran on, and warnings where figures come from mixed sources."""
+    env = {
+        "hardware": sorted({f"{r.get('hardware', {}).get('cpu')} ({r.get('hardware', {}).get('cores')} "
+                            f"cores) / {r.get('device')}" for r in records if r.get("hardware")}),
+        "versions": [json.loads(v) for v in sorted({json.dumps(r.get("versions"), sort_keys=True)
+                                                    for r in records if r.get("versions")})],
+        "git_commits": sorted({r.get("git_commit") or "unknown" for r in records}),
+        "fingerprints": sorted({f"{r['corpus']['name']}: {r['corpus'].get('fingerprint')}" for r in records
+                                if r["corpus"].get("fingerprint")}),
+    }
+    warnings = []
+    if len(env["hardware"]) > 1:
+        warnings.append("Runs come from more than one machine/device: compare speed and memory only "
+                        "within one hardware row (rows with mixed hardware are flagged).")
+    names = [f.split(":")[0] for f in env["fingerprints"]]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        warnings.append(f"Corpus {name} appears with different fingerprints (different data or "
+                        "preparation); its rows are kept apart, never averaged.")
+    if len(env["versions"]) > 1:
+        warnings.append("Runs used different package versions.")
+    return env, warnings

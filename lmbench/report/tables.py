@@ -1,0 +1,353 @@
+"""The report's words and tables for people: numbers formatted once (``233.5 [227.6, 238.5]``,
+``0.36 M``, ``46 k``, ``31 s``), so Markdown, HTML and the console all show the same content.
+The CSV and LaTeX tables keep full precision; they are written from ``frames``, not from here."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from lmbench.report.frames import BOOTSTRAP_SAMPLES, COUNT_BASED
+
+MISSING = "–"
+MINUS = "−"
+STOPPED = {"early_stopping": "converged", "max_minutes": "time up", "max_epochs": "epoch cap",
+           "max_tokens": "token cap", "diverged": "diverged"}
+
+
+def _missing(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def _signed(text: str) -> str:
+    return text.replace("-", MINUS)
+
+
+def _sig(x: float) -> str:
+    return f"{x:.2g}" if abs(x) < 10 else f"{x:.0f}"
+
+
+def count(x) -> str:
+    """Parameters, tokens, tokens/s: ``0.36 M``, ``46 k``, ``950``."""
+    if _missing(x):
+        return MISSING
+    for scale, prefix in ((1e9, "G"), (1e6, "M")):
+        if abs(x) >= 0.1 * scale:
+            return f"{_sig(x / scale)} {prefix}"
+    return f"{_sig(x / 1e3)} k" if abs(x) >= 1e3 else _sig(x)
+
+
+def duration(seconds) -> str:
+    """``0.12 s``, ``31 s``, ``2.5 min``, ``1.3 h``."""
+    if _missing(seconds):
+        return MISSING
+    if seconds < 99.5:
+        return f"{_sig(seconds)} s"
+    if seconds < 99.5 * 60:
+        return f"{_sig(seconds / 60)} min"
+    return f"{_sig(seconds / 3600)} h"
+
+
+def megabytes(mb) -> str:
+    if _missing(mb) or mb == 0:
+        return MISSING
+    return f"{_sig(mb / 1024)} GB" if mb >= 1000 else f"{_sig(mb)} MB"
+
+
+def decimals(x: float) -> int:
+    """Four significant digits for perplexities (``233.5``, ``5.071``), none past the point above 1000."""
+    return min(3, max(0, 3 - math.floor(math.log10(abs(x))))) if x else 1
+
+
+def perplexity(x, places: int | None = None) -> str:
+    if _missing(x):
+        return MISSING
+    return f"{x:,.{decimals(x) if places is None else places}f}"
+
+
+def with_interval(x, low, high) -> str:
+    """``233.5 [227.6, 238.5]``: the interval printed to the value's precision."""
+    if _missing(x):
+        return MISSING
+    places = decimals(x)
+    interval = "" if _missing(low) else f" [{perplexity(low, places)}, {perplexity(high, places)}]"
+    return perplexity(x, places) + interval
+
+
+def p_value(p, samples: int = BOOTSTRAP_SAMPLES) -> str:
+    """Two-sided bootstrap p-value; 0 resamples past zero means below the resolution 2/samples."""
+    if _missing(p):
+        return MISSING
+    return f"< {2 / samples:g}" if p == 0 else f"{p:.2g}"
+
+
+def nats(x) -> str:
+    return MISSING if _missing(x) else _signed(f"{x:+.3f}")
+
+
+def percent(x) -> str:
+    return MISSING if _missing(x) else _signed(f"{x:+.1f}%")
+
+
+@dataclass
+class Group:
+    """One leaderboard: the models scored on the same tokens (corpus, protocol, fingerprint)."""
+
+    corpus: str
+    protocol: str
+    fingerprint: str
+    title: str
+    level: str  # "word" or "char"
+    budget: str
+    leaderboard: pd.DataFrame
+    families: list[str]
+    matrix: pd.DataFrame
+    matrix_kind: pd.DataFrame  # "better", "worse", "ns" or "self": the row model against the column's
+    matrix_note: pd.DataFrame  # interval and p-value of each cell
+    findings: list[str] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+
+
+def _budget_cell(rows: pd.DataFrame) -> str:
+    """What bounded a model's training, and what stopped it (per seed when seeds differ)."""
+    if rows.model.iloc[0] in COUNT_BASED:
+        return "counts (no budget)"
+    minutes, tokens = rows.budget_min.dropna(), rows.budget_tokens.dropna()
+    budget = (f"{minutes.iloc[0]:g} min" if len(minutes) else
+              f"{count(tokens.iloc[0])} tok" if len(tokens) else "to convergence")
+    stops = rows.stopped_by.dropna().map(lambda s: STOPPED.get(s, s)).value_counts()
+    if len(stops) == 1:
+        return f"{budget} · {stops.index[0]}"
+    return f"{budget} · " + ", ".join(f"{name} ×{n}" for name, n in sorted(stops.items()))
+
+
+def leaderboard(summary: pd.DataFrame, runs: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
+    """One group's rows, best first, formatted for reading."""
+    ok = runs[runs.status == "ok"]
+    several = (summary.seeds > 1).any()
+    rows = []
+    for rank, row in enumerate(summary.itertuples(), 1):
+        members = ok[(ok.label == row.model) & (ok.corpus == row.corpus) & (ok.protocol == row.protocol)
+                     & (ok.fingerprint == row.fingerprint)]
+        places = decimals(row.test_ppl)
+        line = {"#": str(rank), "model": row.model,
+                "test perplexity [95% CI]": with_interval(row.test_ppl, row.ci_lo, row.ci_hi)}
+        if several:
+            line["± sd"] = f"± {row.test_ppl_sd:.{places}f}" if row.seeds > 1 else MISSING
+            line["seeds"] = str(row.seeds)
+        line |= {"bpc": MISSING if _missing(row.test_bpc) else f"{row.test_bpc:.3f}",
+                 "parameters": count(row.params), "train time": duration(row.train_s),
+                 "train speed": f"{count(members.train_tok_s.mean())} tok/s"
+                 if members.train_tok_s.notna().any() else MISSING,
+                 "budget": _budget_cell(members)}
+        if not published.empty:
+            match = published[(published.model == row.model) & (published.corpus == row.corpus)]
+            found = match.iloc[0] if len(match) else None
+            line |= {"published": MISSING if found is None or _missing(found.published)
+                     else f"{found.published:g}",
+                     "source": MISSING if found is None else str(found.source or MISSING),
+                     "diff %": MISSING if found is None else percent(found.diff_pct),
+                     "goal met": MISSING if found is None else
+                     f"{found.goal}: " + {True: "yes", False: "NO"}.get(found.met, MISSING)}
+        rows.append(line)
+    return pd.DataFrame(rows)
+
+
+def matrix(order: list[str], pair_rows: pd.DataFrame) -> tuple[pd.DataFrame, ...]:
+    """Row minus column, mean test loss in nats/token, for every pair; with each cell's kind."""
+    text = pd.DataFrame(MISSING, index=order, columns=order)
+    kind = pd.DataFrame("self", index=order, columns=order)
+    note = pd.DataFrame("", index=order, columns=order)
+    for pair in pair_rows.itertuples():
+        for row, col, sign in ((pair.model_a, pair.model_b, 1), (pair.model_b, pair.model_a, -1)):
+            if row not in order or col not in order:
+                continue
+            diff, low, high = sign * pair.diff, *sorted((sign * pair.diff_lo, sign * pair.diff_hi))
+            kind.loc[row, col] = ("better" if diff < 0 else "worse") if pair.significant else "ns"
+            text.loc[row, col] = nats(diff) + ("" if pair.significant else " n.s.")
+            note.loc[row, col] = (f"{row} − {col}: {nats(diff)} nats/token, 95% CI "
+                                  f"[{nats(low)}, {nats(high)}], p {_p_words(pair.p_value)}")
+    return text, kind, note
+
+
+def findings(group: Group, summary: pd.DataFrame, pair_rows: pd.DataFrame, floor: float | None,
+             published: pd.DataFrame) -> list[str]:
+    """The comparison in words: the best model, its margin and whether it is significant, the
+    pairs that are not significantly different, the floor, and published goals met."""
+    if summary.empty:
+        return [f"**{group.title}**: no finished runs."]
+    best = summary.iloc[0]
+    seeds = f" (mean of {best.seeds} seeds)" if best.seeds > 1 else ""
+    score = f"test perplexity {with_interval(best.test_ppl, best.ci_lo, best.ci_hi)}{seeds}"
+    if group.level == "char" and not _missing(best.test_bpc):
+        score = f"{best.test_bpc:.3f} bits per character, {score}"
+    lines = [f"**{group.title}** ({'characters' if group.level == 'char' else 'words'}): "
+             f"**{best.model}** is best, {score}."]
+    if len(summary) > 1:
+        second = summary.iloc[1]
+        pair = _pair(pair_rows, best.model, second.model)
+        margin = f"{100 * (1 - best.test_ppl / second.test_ppl):.1f}% lower perplexity than " \
+                 f"{second.model} ({perplexity(second.test_ppl)})"
+        if pair is None:
+            lines[-1] += f" It has {margin}; no paired test (per-token losses missing)."
+        else:
+            low, high = (100 * (math.exp(x) - 1) for x in (pair["diff_lo"], pair["diff_hi"]))
+            verdict = "significant" if pair["significant"] else "**not significant**"
+            lines[-1] += (f" It has {margin}: {verdict} (paired bootstrap p {_p_words(pair['p_value'])}; "
+                          f"95% interval of the perplexity ratio {percent(low)} to {percent(high)}).")
+    unclear = pair_rows[~pair_rows.significant] if not pair_rows.empty else pair_rows
+    if len(pair_rows):
+        if unclear.empty:
+            lines.append(f"All {len(pair_rows)} pairs of models differ significantly "
+                         "(paired bootstrap, 95%).")
+        else:
+            listed = "; ".join(f"{p.model_a} vs {p.model_b} (p {_p_words(p.p_value)})"
+                               for p in unclear.itertuples())
+            lines.append(f"Not significantly different: {listed}. The other "
+                         f"{len(pair_rows) - len(unclear)} of {len(pair_rows)} pairs differ significantly.")
+    if floor is not None:
+        lines.append(f"The exact oracle's floor is {perplexity(floor)}: {best.model} is "
+                     f"{100 * (best.test_ppl / floor - 1):.1f}% above it "
+                     f"({math.log(best.test_ppl / floor):.3f} nats/token left to learn).")
+    if not published.empty:
+        judged = published[published.met.notna()]
+        lines.append(f"Published figures: {int(judged.met.astype(bool).sum())} of {len(published)} rows "
+                     f"meet their goal" + (f" ({len(published) - len(judged)} without a goal)."
+                                           if len(judged) < len(published) else "."))
+    return lines
+
+
+def _p_words(p: float) -> str:
+    text = p_value(p)
+    return text if text.startswith("<") else f"= {text}"
+
+
+def _pair(pair_rows: pd.DataFrame, a: str, b: str) -> dict | None:
+    """The paired test of ``a`` against ``b``, oriented as a − b."""
+    for pair in pair_rows.to_dict("records"):
+        if (pair["model_a"], pair["model_b"]) == (a, b):
+            return pair
+        if (pair["model_a"], pair["model_b"]) == (b, a):
+            return {**pair, "diff": -pair["diff"], "diff_lo": -pair["diff_hi"], "diff_hi": -pair["diff_lo"]}
+    return None
+
+
+def groups(summary: pd.DataFrame, runs: pd.DataFrame, pair_table: pd.DataFrame, floors: dict,
+           budgets: dict, published: pd.DataFrame) -> list[Group]:
+    """One group per corpus (split further by protocol or corpus fingerprint where they differ)."""
+    found = []
+    if summary.empty:
+        return found
+    keys = summary[["corpus", "protocol", "fingerprint"]].drop_duplicates().itertuples(index=False)
+    keys = list(keys)
+    for corpus, protocol, fingerprint in keys:
+        title = corpus
+        if sum(k[0] == corpus and k[1] != protocol for k in keys):
+            title += f", protocol={protocol}"
+        if sum(k[0] == corpus and k[2] != fingerprint for k in keys):
+            title += f", corpus fingerprint {fingerprint}"
+        rows = summary[(summary.corpus == corpus) & (summary.protocol == protocol)
+                       & (summary.fingerprint == fingerprint)].reset_index(drop=True)
+        pair_rows = pair_table[(pair_table.corpus == corpus) & (pair_table.protocol == protocol)
+                               & (pair_table.fingerprint == fingerprint)] if not pair_table.empty \
+            else pair_table
+        mine = published[published.corpus == corpus] if not published.empty else published
+        order = list(rows.model)
+        families = [runs[runs.label == label].model.iloc[0] for label in order]
+        level = runs[runs.corpus == corpus].level.iloc[0]
+        group = Group(corpus, protocol, fingerprint, title, level, budgets.get(corpus, ""),
+                      leaderboard(rows, runs, mine), families, *matrix(order, pair_rows))
+        group.findings = findings(group, rows, pair_rows, floors.get(corpus), mine)
+        found.append(group)
+    return found
+
+
+def flags(runs: pd.DataFrame, warnings: list[str], skipped: list[str]) -> list[str]:
+    """What a reader must know before trusting the figures: failures, concurrent timings, mixed sources."""
+    lines = [f"Warning: {w}" for w in warnings]
+    if runs.empty:
+        return lines
+    failed = runs[runs.status != "ok"]
+    if len(failed):
+        named = ", ".join(f"{r.label} seed {r.seed} ({r.status})" for r in failed.itertuples())
+        lines.append(f"{len(failed)} of {len(runs)} runs did not finish: {named}; see *Failed or "
+                     "diverged runs*.")
+    if runs.concurrent.any():
+        lines.append(f"{int(runs.concurrent.sum())} runs were timed while other jobs ran: their speed "
+                     "figures are not clean (use `hydra/launcher=timing`).")
+    if runs.shared_process.any():
+        lines.append(f"{int(runs.shared_process.sum())} runs shared a process with earlier jobs: their "
+                     "peak memory includes the earlier jobs'.")
+    if skipped:
+        lines.append(f"{len(skipped)} unreadable records were skipped (named on stderr).")
+    return lines
+
+
+def details(runs: pd.DataFrame, pair_table: pd.DataFrame, orders: pd.DataFrame, out: Path) -> dict:
+    """The supporting tables, formatted: every paired test, memory, speed, n-gram storage, failures."""
+    done = runs[runs.status == "ok"] if not runs.empty else runs
+    tables = {}
+    if not pair_table.empty:
+        tables["pairs"] = pd.DataFrame({
+            "corpus": pair_table.corpus, "a": pair_table.model_a, "b": pair_table.model_b,
+            "a − b (nats/token)": pair_table["diff"].map(nats),
+            "95% CI": [f"[{nats(lo)}, {nats(hi)}]" for lo, hi in zip(pair_table.diff_lo, pair_table.diff_hi)],
+            "p": pair_table.p_value.map(p_value),
+            "better": [b if s else "neither (n.s.)"
+                       for b, s in zip(pair_table.better, pair_table.significant)],
+        })
+    if not done.empty:
+        tables["memory"] = pd.DataFrame({
+            "model": done.label, "corpus": done.corpus, "seed": done.seed.map(str),
+            "parameters": done.params.map(count), "model size": done.model_mb.map(megabytes),
+            "peak RSS": done.peak_rss_mb.map(megabytes), "peak CUDA": done.peak_cuda_mb.map(megabytes),
+            "shared process": done.shared_process.map({True: "yes", False: ""}),
+        })
+        tables["speed"] = pd.DataFrame({
+            "model": done.label, "corpus": done.corpus, "seed": done.seed.map(str),
+            "train speed": [MISSING if _missing(x) else f"{count(x)} tok/s" for x in done.train_tok_s],
+            "eval speed": [MISSING if _missing(x) else f"{count(x)} tok/s" for x in done.eval_tok_s],
+            "train time": done.train_s.map(duration), "wall time": done.wall_s.map(duration),
+            "device": done.device_name, "concurrent": done.concurrent.map({True: "yes", False: ""}),
+        })
+    if not orders.empty:
+        per_order = orders.groupby(["label", "corpus", "order"], as_index=False).mean(numeric_only=True)
+        tables["ngram"] = pd.DataFrame({
+            "model": per_order.label, "corpus": per_order.corpus, "order": per_order.order.map(str),
+            "n-grams": per_order.ngrams.map(count),
+            "storage up to order": per_order.cumulative_mb.map(megabytes),
+            "test n-grams unseen": [MISSING if _missing(x) else f"{100 * x:.1f}%"
+                                    for x in per_order.test_unseen_fraction],
+        })
+    failed = runs[runs.status != "ok"] if not runs.empty else runs
+    tables["failed"] = pd.DataFrame({
+        "model": failed.label, "corpus": failed.corpus, "seed": failed.seed.map(str),
+        "status": failed.status, "error": failed.error, "command": failed.command,
+        "log": [_relative(log, out) for log in failed.log],
+    }) if not failed.empty else pd.DataFrame()
+    if not runs.empty:
+        tables["provenance"] = runs[["label", "corpus", "seed", "protocol", "fingerprint", "device_name",
+                                     "run"]].rename(columns={"label": "model", "device_name": "device"}
+                                                    ).assign(seed=runs.seed.map(str))
+        tables["commands"] = runs[["label", "corpus", "seed", "status", "command"]].rename(
+            columns={"label": "model"}).assign(seed=runs.seed.map(str))
+    return tables
+
+
+def _relative(path: str, out: Path) -> str:
+    """A log's path as a link from the report's folder."""
+    if not path:
+        return ""
+    try:
+        return Path(path).resolve().relative_to(Path(out).resolve()).as_posix()
+    except ValueError:
+        return Path(path).resolve().as_uri()
+
+
+def flatten(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every cell a string (missing ones ``–``), ready for any renderer."""
+    return frame.map(lambda v: MISSING if _missing(v) else str(v)) if not frame.empty else frame
+
