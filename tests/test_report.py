@@ -63,3 +63,86 @@ def test_the_committed_reference_reports_regenerate_byte_for_byte(tmp_path, corp
     build(reference, tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.glob("*.csv")} == committed
     assert (tmp_path / "summary.tex").read_bytes() == (reference / "summary.tex").read_bytes()
+
+
+def test_numbers_are_formatted_for_people():
+    from lmbench.report.tables import count, counts, duration, p_value, with_interval
+
+    assert with_interval(233.46, 227.61, 238.49) == "233.5 [227.6, 238.5]"
+    assert with_interval(5.0512, 4.9219, 5.1858) == "5.051 [4.922, 5.186]"
+    assert with_interval(14_567.2, 14_001.0, 15_002.0) == "14,567 [14,001, 15,002]"
+    assert list(counts(pd.Series([358_600, 35_000, 1_161_000]))) == ["0.36 M", "0.035 M", "1.2 M"]
+    assert (count(46_324), count(1_063_155), count(950)) == ("46 k", "1.1 M", "950")
+    assert (duration(0.1177), duration(31.2), duration(152.6), duration(4000)) == \
+        ("0.12 s", "31 s", "2.5 min", "67 min")
+    assert (p_value(0.0), p_value(0.058), p_value(0.0, samples=10_000)) == ("< 0.002", "0.058", "< 0.0002")
+
+
+def _reference_runs(tmp_path, names: list[str]):
+    """Copies of committed synthetic reference runs (record and per-token losses) in one sweep folder."""
+    from conftest import ROOT
+
+    sweep = tmp_path / "sweep"
+    for name in names:
+        source = ROOT / "results" / "reference" / "synthetic" / name
+        (sweep / name).mkdir(parents=True)
+        for part in ("record.json", "test_losses.npy"):
+            (sweep / name / part).write_bytes((source / part).read_bytes())
+    return sweep
+
+
+def _edit(run_dir, change) -> None:
+    import json
+
+    record = json.loads((run_dir / "record.json").read_text())
+    change(record)
+    (run_dir / "record.json").write_text(json.dumps(record))
+
+
+def test_report_labels_its_budget_sets_published_figures_beside_ours_and_links_failed_runs_logs(tmp_path):
+    runs = ["9_lstm_synthetic_s0", "10_lstm_synthetic_s1", "12_gru_synthetic_s0", "13_gru_synthetic_s1",
+            "0_ngram_synthetic_s0"]
+    sweep = _reference_runs(tmp_path, runs)
+    claim = {"row": "LSTM", "value": 240.0, "tolerance": 0.05, "metric": "test_ppl",
+             "source": "Someone et al., Table 1", "at_most": None}
+    for name in runs[:2]:
+        _edit(sweep / name, lambda r: r["config"].update(published=claim))
+    _edit(sweep / runs[3], lambda r: r.update(status="failed", error="RuntimeError: out of memory",
+                                              job={**r["job"], "log": "logs/gru_s1.out"}))
+    (sweep / "logs").mkdir()
+    (sweep / "logs" / "gru_s1.out").write_text("RuntimeError: out of memory\n")
+    result = build(sweep)
+
+    md = (sweep / "report.md").read_text()
+    kind = "equal budget: 2.5 min of training per family on Intel(R) Xeon(R) Processor (2 cores)"
+    assert md.startswith(f"# lmbench report: synthetic\n\n**Compares:** {kind}")
+    board = md.split("## Perplexity on synthetic")[1].split("\n\n")[1]
+    assert "| published | source | diff % | goal met |" in board.splitlines()[0]
+    lstm = next(line for line in board.splitlines() if "| lstm |" in line)
+    assert "| 240 | Someone et al., Table 1 | −2." in lstm and "| within 5%: yes |" in lstm
+    assert "2.5 min · converged" in lstm
+    assert "counts (no budget)" in next(line for line in board.splitlines() if "| ngram |" in line)
+    findings = md.split("## Findings")[1].split("## ")[0]
+    assert "Published figures: 1 of 1 rows meet their goal." in findings
+    assert "1 of 5 runs did not finish: gru seed 1 (failed)" in findings
+    failed = md.split("## Failed or diverged runs")[1].split("## ")[0]
+    assert "RuntimeError: out of memory" in failed and "[log](logs/gru_s1.out)" in failed
+    assert "<a href='logs/gru_s1.out'>log</a>" in (sweep / "report.html").read_text()
+    published = pd.read_csv(sweep / "published.csv")
+    assert published.model.tolist() == ["lstm [compare]"] and published.met.all()
+    assert abs(published.ours[0] - pd.read_csv(sweep / "summary.csv").set_index("model")
+               .test_ppl["lstm [compare]"]) < 1e-9  # full precision, the mean over seeds
+    assert result["console"].splitlines()[0] == f"lmbench report: synthetic · {kind}"
+    assert "failed: gru seed 1 (lmbench model=gru seed=1 experiment=compare" in result["console"]
+
+
+def test_a_report_of_models_trained_to_convergence_says_so(tmp_path):
+    runs = ["9_lstm_synthetic_s0", "12_gru_synthetic_s0", "0_ngram_synthetic_s0"]
+    sweep = _reference_runs(tmp_path, runs)
+    for name in runs:
+        _edit(sweep / name, lambda r: r["config"]["train"].update(max_minutes=None))
+    result = build(sweep)
+    kind = "trained to convergence (early stopping on validation perplexity)"
+    assert f"**Compares:** {kind}" in (sweep / "report.md").read_text()
+    assert f"<title>lmbench report: synthetic · {kind}</title>" in (sweep / "report.html").read_text()
+    assert "to convergence · converged" in result["console"]

@@ -111,8 +111,8 @@ def test_six_families_two_seeds_with_one_job_killed_end_with_11_ok_1_failed_and_
     (sweep_dir,) = (results / "sweeps").iterdir()
     report = (sweep_dir / "report.md").read_text()
     failed_section = report.split("## Failed or diverged runs")[1].split("##")[0]
-    assert "gru [quickstart]" in failed_section and "failed" in failed_section
+    assert "| gru |" in failed_section and "failed" in failed_section
     summary = report.split("## Perplexity")[1].split("##")[0]
     for family in ("ngram", "fnn", "rnn", "lstm", "gru", "transformer"):
-        assert f"{family} [quickstart]" in summary
-    assert "failed: gru [quickstart] seed 1" in out and f"report: {sweep_dir / 'report.html'}" in out
+        assert f"| {family} |" in summary
+    assert "failed: gru seed 1" in out and f"report: {sweep_dir / 'report.html'}" in out

@@ -30,14 +30,20 @@ def _sig(x: float) -> str:
     return f"{x:.2g}" if abs(x) < 10 else f"{x:.0f}"
 
 
-def count(x) -> str:
-    """Parameters, tokens, tokens/s: ``0.36 M``, ``46 k``, ``950``."""
+def count(x, scale: float | None = None) -> str:
+    """Tokens, tokens/s, parameters: ``46 k``, ``1.7 M``, ``950``; ``scale`` fixes the prefix
+    (``0.36 M`` with scale 1e6), so that a column can share one."""
     if _missing(x):
         return MISSING
-    for scale, prefix in ((1e9, "G"), (1e6, "M")):
-        if abs(x) >= 0.1 * scale:
-            return f"{_sig(x / scale)} {prefix}"
-    return f"{_sig(x / 1e3)} k" if abs(x) >= 1e3 else _sig(x)
+    scale = scale or next((s for s in (1e9, 1e6, 1e3) if abs(x) >= s), 1)
+    return _sig(x / scale) + {1e9: " G", 1e6: " M", 1e3: " k", 1: ""}[scale]
+
+
+def counts(values: pd.Series) -> pd.Series:
+    """A column of counts with one prefix, chosen by its largest value (``0.36 M`` beside ``1.2 M``)."""
+    top = values.abs().max()
+    scale = None if _missing(top) else next((s for s in (1e9, 1e6, 1e3) if top >= 0.1 * s), 1)
+    return values.map(lambda x: count(x, scale))
 
 
 def duration(seconds) -> str:
@@ -128,6 +134,7 @@ def leaderboard(summary: pd.DataFrame, runs: pd.DataFrame, published: pd.DataFra
     """One group's rows, best first, formatted for reading."""
     ok = runs[runs.status == "ok"]
     several = (summary.seeds > 1).any()
+    parameters = counts(summary.params)
     rows = []
     for rank, row in enumerate(summary.itertuples(), 1):
         members = ok[(ok.label == row.model) & (ok.corpus == row.corpus) & (ok.protocol == row.protocol)
@@ -139,7 +146,7 @@ def leaderboard(summary: pd.DataFrame, runs: pd.DataFrame, published: pd.DataFra
             line["± sd"] = f"± {row.test_ppl_sd:.{places}f}" if row.seeds > 1 else MISSING
             line["seeds"] = str(row.seeds)
         line |= {"bpc": MISSING if _missing(row.test_bpc) else f"{row.test_bpc:.3f}",
-                 "parameters": count(row.params), "train time": duration(row.train_s),
+                 "parameters": parameters[row.Index], "train time": duration(row.train_s),
                  "train speed": f"{count(members.train_tok_s.mean())} tok/s"
                  if members.train_tok_s.notna().any() else MISSING,
                  "budget": _budget_cell(members)}
@@ -302,7 +309,7 @@ def details(runs: pd.DataFrame, pair_table: pd.DataFrame, orders: pd.DataFrame, 
     if not done.empty:
         tables["memory"] = pd.DataFrame({
             "model": done.label, "corpus": done.corpus, "seed": done.seed.map(str),
-            "parameters": done.params.map(count), "model size": done.model_mb.map(megabytes),
+            "parameters": counts(done.params), "model size": done.model_mb.map(megabytes),
             "peak RSS": done.peak_rss_mb.map(megabytes), "peak CUDA": done.peak_cuda_mb.map(megabytes),
             "shared process": done.shared_process.map({True: "yes", False: ""}),
         })
@@ -317,7 +324,7 @@ def details(runs: pd.DataFrame, pair_table: pd.DataFrame, orders: pd.DataFrame, 
         per_order = orders.groupby(["label", "corpus", "order"], as_index=False).mean(numeric_only=True)
         tables["ngram"] = pd.DataFrame({
             "model": per_order.label, "corpus": per_order.corpus, "order": per_order.order.map(str),
-            "n-grams": per_order.ngrams.map(count),
+            "n-grams": counts(per_order.ngrams),
             "storage up to order": per_order.cumulative_mb.map(megabytes),
             "test n-grams unseen": [MISSING if _missing(x) else f"{100 * x:.1f}%"
                                     for x in per_order.test_unseen_fraction],
