@@ -33,16 +33,38 @@ def _job_facts() -> dict:
             "launcher": launcher}
 
 
+def _remove_unstarted(run_dir: Path, results_dir: Path) -> None:
+    """Remove the folder of a run that never started, and the folders it leaves empty below the
+    results folder."""
+    logging.shutdown()
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for folder in run_dir.parents:
+        if folder == results_dir or any(folder.iterdir()):
+            break
+        folder.rmdir()
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg) -> float | None:
     """Run one job; returns the test perplexity (for sweepers that optimise it). In a sweep a
     failing job leaves its record and returns, so the other jobs still run."""
+    from lmbench.preflight import check_choices
     from lmbench.run import failed_record, run
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     job = _job_facts()
     try:
+        check_choices(HydraConfig.get().runtime.choices)
         record = run(cfg, run_dir, job)
+    except KeyboardInterrupt:
+        resumable = any(run_dir.glob("checkpoint*"))
+        print("\nInterrupted. " + ("The last epoch's checkpoint is kept: run the same command again to "
+                                   f"resume it ({run_dir})." if resumable else
+                                   "Nothing was finished or checkpointed; run the command again to start "
+                                   "over."), file=sys.stderr)
+        if not resumable:
+            _remove_unstarted(run_dir, Path(cfg.results_dir).absolute())
+        sys.exit(130)
     except UserError as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -52,8 +74,7 @@ def main(cfg) -> float | None:
             return None
         started = (run_dir / RECORD_NAME).exists() or any(run_dir.glob("checkpoint*"))
         if not started:  # nothing of a run that never started is kept (a killed run's files are)
-            logging.shutdown()
-            shutil.rmtree(run_dir, ignore_errors=True)
+            _remove_unstarted(run_dir, Path(cfg.results_dir).absolute())
         sys.exit(1)
     except Exception as exc:
         if not job["sweep"]:
@@ -67,6 +88,10 @@ def main(cfg) -> float | None:
     if finished_elsewhere:  # the finished job's folder holds everything; drop the empty new one
         logging.shutdown()
         shutil.rmtree(run_dir, ignore_errors=True)
+    if record["status"] != "ok" and not job["sweep"]:  # a sweep says so at its end, for every job
+        print(f"Error: the run {record['status']}: {record.get('error') or record.get('diverged')}; its "
+              f"record is {run_dir / RECORD_NAME}.", file=sys.stderr)
+        sys.exit(1)
     return record.get("metrics", {}).get("test", {}).get("ppl")
 
 

@@ -67,3 +67,20 @@ def _differences(found: dict, expected: dict, prefix: str = "") -> list[str]:
         elif a != b:
             out.append(f"{prefix}{key}: checkpoint has {a!r}, this run has {b!r}")
     return out
+
+
+def load_weights(net, path: Path, corpus) -> None:
+    """Load a run's saved weights into ``net`` (to sample or diagnose it); a corpus that changed since
+    the run (another vocabulary) or weights of another shape are a ``UserError``."""
+    payload = load(path)
+    trained_on = payload["meta"].get("corpus_fingerprint")
+    if trained_on != corpus.fingerprint:
+        raise UserError(f"The corpus of the run in {path.parent} has changed since it ran (fingerprint "
+                        f"{str(trained_on)[:12]} then, {corpus.fingerprint[:12]} now: edited files or other "
+                        "corpus settings), so its vocabulary no longer matches the model. Restore the "
+                        "corpus files the run used.")
+    try:
+        net.load_state_dict(payload["model"])
+    except RuntimeError as exc:
+        raise UserError(f"The weights in {path} do not fit the model its run's config builds: "
+                        f"{str(exc).splitlines()[0]}") from None

@@ -6,12 +6,14 @@ The schemas live in the ``schema/`` config group (Hydra's structured-config-sche
 
 from __future__ import annotations
 
+import os
+import secrets
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 class Level(Enum):
@@ -138,6 +140,12 @@ class Schedule(Enum):
     cosine = "cosine"  # linear warm-up then cosine decay
 
 
+class Precision(Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
 @dataclass
 class TrainConfig:
     """Knobs shared by every trained family; count-based models ignore them."""
@@ -159,7 +167,9 @@ class TrainConfig:
     # torch CPU threads; 0 = torch's default (one per core). 1 by default: small models gain little from
     # more, and several jobs (parallel sweeps, CI) each spinning 2+ threads on 2 cores run 5-10x slower
     threads: int = 1
-    bf16: bool = False  # bfloat16 autocast for the training forward pass (GPUs); scoring stays float32
+    # bf16 autocast for the training forward and backward passes where the hardware multiplies bf16
+    # natively (auto: AMX / AVX512-BF16 CPUs, Ampere+ GPUs); scoring stays float32 whatever this is
+    precision: Precision = Precision.auto
     resume: bool = False
 
 
@@ -216,7 +226,14 @@ def register_schema(group: str, name: str, node: type) -> None:
     ConfigStore.instance().store(group=f"schema/{group}", name=name, node=node)
 
 
+RUN_TAG = f"{os.getpid()}-{secrets.token_hex(2)}"  # unique to this process, on any machine
+
+
 def register_all() -> None:
+    """Store the schemas, and the ``${unique:}`` resolver that makes run folder names unique: two
+    commands started in the same second never share a folder (and one record never replaces another)."""
+    if not OmegaConf.has_resolver("unique"):
+        OmegaConf.register_new_resolver("unique", lambda: RUN_TAG, use_cache=True)
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     for group, options in SCHEMAS.items():
@@ -226,35 +243,175 @@ def register_all() -> None:
 
 PUBLISHED_METRICS = ("test_ppl", "valid_ppl", "test_nll", "valid_nll", "test_bpc", "valid_bpc")
 
+SEED_RANGE = "an integer in [0, 2**32)"  # numpy's global seed (seed_everything) takes no more
+MAX_SIZE = 2**31 - 1  # any size past this overflows index arithmetic long before memory runs out
+MAX_SYNTHETIC_TOKENS = 10**8  # the generator draws ~10^5 tokens/s: beyond this a split takes hours
+MAX_SYNTHETIC_WORDS = 10**6  # distinct pseudo-words are drawn by rejection: ~20 s for this many
+CORPUS_LEVELS = {"synthetic": "word", "brown": "word"}  # loaders that have only one level
+
+
+def _size(low: int = 1, high: int = MAX_SIZE):
+    return lambda v: low <= v <= high, f"an integer in [{low:,}, {high:,}]"
+
+
+def _optional(check):
+    ok, wanted = check
+    return lambda v: v is None or ok(v), f"null or {wanted}"
+
+
 RANGE_CHECKS = [
-    ("train.max_epochs", lambda v: v >= 1, "at least 1"),
-    ("train.max_tokens", lambda v: v is None or v >= 1, "null or at least 1"),
+    ("seed", lambda v: 0 <= v < 2**32, SEED_RANGE),
+    ("train.max_epochs", *_size()),
+    ("train.max_tokens", *_optional(_size(1, 2**62))),
     ("train.max_minutes", lambda v: v is None or v > 0, "null or positive"),
-    ("train.batch_size", lambda v: v >= 1, "at least 1"),
-    ("train.bptt", lambda v: v >= 1, "at least 1"),
+    ("train.batch_size", *_size()),
+    ("train.bptt", *_size()),
     ("train.lr", lambda v: v > 0, "positive"),
     ("train.weight_decay", lambda v: v >= 0, ">= 0"),
     ("train.clip", lambda v: v >= 0, ">= 0 (0 disables clipping)"),
     ("train.lr_decay", lambda v: 0 < v <= 1, "in (0, 1]"),
-    ("train.decay_start", lambda v: v >= 0, ">= 0"),
-    ("train.warmup_steps", lambda v: v >= 0, ">= 0"),
+    ("train.decay_start", *_size(0)),
+    ("train.warmup_steps", *_size(0)),
     ("train.patience", lambda v: v >= 0, ">= 0 (0 disables early stopping)"),
-    ("train.threads", lambda v: v >= 0, ">= 0 (0 keeps torch's default)"),
-    ("eval.batch_size", lambda v: v >= 1, "at least 1"),
-    ("eval.bootstrap_samples", lambda v: v >= 0, ">= 0"),
-    ("eval.bootstrap_block", lambda v: v >= 0, ">= 0 (0 picks sqrt(n))"),
-    ("corpus.min_count", lambda v: v >= 1, "at least 1"),
+    ("train.threads", lambda v: 0 <= v <= 1024, "in [0, 1024] (0 keeps torch's default)"),
+    ("eval.batch_size", *_size(1, 2**20)),
+    ("eval.bootstrap_samples", *_size(0, 10**6)),
+    ("eval.bootstrap_block", *_size(0)),
+    ("corpus.min_count", *_size()),
+    ("corpus.max_unpacked_mb", *_size(1, 2**40)),
+    ("corpus.fractions", lambda v: len(v) == 3 and all(0 < f < 1 for f in v) and abs(sum(v) - 1) < 1e-6,
+     "three positive numbers summing to 1"),
+    ("corpus.split_tokens", lambda v: len(v) == 2 and all(1 <= n <= MAX_SIZE for n in v),
+     "two positive token counts (train, valid)"),
+    ("corpus.seed", lambda v: 0 <= v < 2**32, SEED_RANGE),
+    ("corpus.train_tokens", *_size(1, MAX_SYNTHETIC_TOKENS)),
+    ("corpus.valid_tokens", *_size(1, MAX_SYNTHETIC_TOKENS)),
+    ("corpus.test_tokens", *_size(1, MAX_SYNTHETIC_TOKENS)),
+    ("corpus.num_words", *_size(1, MAX_SYNTHETIC_WORDS)),
+    ("corpus.num_classes", *_size()),
+    ("corpus.num_delimiters", *_size(0, 8)),
+    ("corpus.mean_distance", lambda v: v >= 1, "at least 1 (a closer's hazard is 1/mean_distance)"),
+    ("corpus.open_prob", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("corpus.max_depth", *_size(0)),
+    ("corpus.mean_sentence_length", lambda v: v >= 1, "at least 1"),
+    ("model.order", *_size(1, 1000)),
+    ("model.layers", *_size()),
+    ("model.emb_size", *_size()),
+    ("model.hidden_size", *_size()),
+    ("model.heads", *_size()),
+    ("model.d_model", *_size()),
+    ("model.context", *_size(2)),
+    ("model.eval_stride", *_size(0)),
+    ("model.dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("model.init_range", lambda v: 0 <= v <= 100, "in [0, 100] (0 keeps PyTorch's init)"),
+    ("model.forget_bias", lambda v: v is None or -100 <= v <= 100, "null or in [-100, 100]"),
+    ("model.add_k", lambda v: v >= 0, ">= 0 (0 is maximum likelihood)"),
+    ("model.katz_threshold", *_size()),
     ("published.metric", lambda v: v in PUBLISHED_METRICS, f"one of {', '.join(PUBLISHED_METRICS)}"),
 ]
 
 
-def validate(cfg) -> None:
-    """Range checks the type system cannot express; the first violation is a ``UserError``."""
-    from omegaconf import OmegaConf
+def _leaves(node, prefix: str = ""):
+    """(dotted key, value) of every leaf below an OmegaConf node, lists included."""
+    from omegaconf import DictConfig, ListConfig
+
+    items = node.items_ex(resolve=False) if isinstance(node, DictConfig) else enumerate(node)
+    for key, value in items:
+        if prefix == "" and key == "hydra":  # Hydra's own settings are Hydra's to check
+            continue
+        path = f"{prefix}{key}" if isinstance(node, DictConfig) else f"{prefix[:-1]}[{key}]"
+        if isinstance(value, (DictConfig, ListConfig)) and not value._is_none():
+            yield from _leaves(value, f"{path}.")
+        else:
+            yield path, value
+
+
+def _schema_keys(group: str) -> dict[str, list[str]]:
+    """Every option name of every schema registered for ``group``, with the schemas having it."""
+    import dataclasses
+
+    found: dict[str, list[str]] = {}
+    for name, schema in SCHEMAS.get(group, {}).items():
+        for f in dataclasses.fields(schema):
+            found.setdefault(f.name, []).append(name)
+    return found
+
+
+def _unknown_key_error(path: str, value, cfg):
+    """The one-paragraph error for a key no schema declares, naming the nearest known key."""
+    import difflib
 
     from lmbench.errors import UserError
 
+    group, _, name = path.rpartition(".")
+    message = f"{path}={value} is not an option here, so it would be ignored; nothing was run."
+    known = {k.rpartition(".")[2]: k for k, _ in _leaves(cfg) if k != path}
+    hint = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    schemas = _schema_keys(group) if group in ("model", "corpus") else {}
+    other = difflib.get_close_matches(name, list(schemas), n=1, cutoff=0.8)
+    if other and not (hint and known[hint[0]] == f"{group}.{other[0]}"):
+        message += (f" '{other[0]}' is an option of the {', '.join(sorted(schemas[other[0]]))} "
+                    f"{group} schema: choose such a {group} first ({group}=...).")
+    elif hint:
+        message += f" Did you mean {known[hint[0]]}?"
+    return UserError(message + " `lmbench --help` lists every group and option.")
+
+
+def check_closed(cfg) -> None:
+    """Refuse keys that no schema declares (``+model.hidden_sizee=3``, ``+epochs=3``): Hydra's ``+``
+    adds them happily and nothing would read them."""
+    import dataclasses
+
+    from omegaconf import DictConfig
+
+    def walk(node, prefix):
+        schema = OmegaConf.get_type(node)
+        fields = [f.name for f in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else None
+        for key, value in node.items_ex(resolve=False):
+            if prefix == "" and key == "hydra":
+                continue
+            if fields is not None and key not in fields:
+                raise _unknown_key_error(f"{prefix}{key}", value, cfg)
+            if isinstance(value, DictConfig) and not value._is_none():
+                walk(value, f"{prefix}{key}.")
+
+    walk(cfg, "")
+
+
+def validate(cfg) -> None:
+    """Everything the type system cannot express, before any data is read: unknown keys, non-finite
+    numbers, ranges, a level the corpus does not have. The first violation is a ``UserError``."""
+    import codecs
+    import math
+
+    from lmbench.errors import UserError
+
+    check_closed(cfg)
+    for key, value in _leaves(cfg):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{key}={value} is not a finite number; give a finite value.")
+    absent = object()
     for key, ok, wanted in RANGE_CHECKS:
-        value = OmegaConf.select(cfg, key)
-        if not ok(value):
+        value = OmegaConf.select(cfg, key, default=absent)
+        if value is not absent and not ok(value):
             raise UserError(f"{key}={value} is out of range: it must be {wanted}.")
+    corpus = cfg.corpus
+    if "num_classes" in corpus and corpus.num_classes > corpus.num_words:
+        raise UserError(f"corpus.num_classes={corpus.num_classes} is out of range: it must be at most "
+                        f"corpus.num_words={corpus.num_words} (every class needs a word).")
+    level = getattr(corpus.level, "value", corpus.level)
+    if CORPUS_LEVELS.get(corpus.loader, level) != level:
+        raise UserError(f"corpus.level={level} is not available for corpus={corpus.name}: it is "
+                        f"{CORPUS_LEVELS[corpus.loader]}-level only (the record would mislabel it). "
+                        "Leave corpus.level at its default, or use a char-level corpus.")
+    if "errors" in corpus:
+        try:
+            codecs.lookup_error(corpus.errors)
+        except LookupError:
+            raise UserError(f"corpus.errors={corpus.errors} is not an error handler: use strict, "
+                            "replace, ignore or backslashreplace.") from None
+        try:
+            codecs.lookup(corpus.encoding)
+        except LookupError:
+            raise UserError(f"corpus.encoding={corpus.encoding} is not a text encoding Python knows "
+                            "(e.g. utf-8, utf-16, latin-1, cp1252).") from None

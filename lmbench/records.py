@@ -117,21 +117,57 @@ def record_paths(root: Path, own_only: bool = False) -> list[Path]:
     return paths
 
 
+REQUIRED = {"id": str, "model": str, "status": str, "config": dict, "corpus": dict}  # what tables read
+
+
+def read_record(path: Path) -> dict:
+    """The record in ``path`` (a file or a run folder); a missing, unparsable or incomplete one is a
+    ``UserError`` naming the file and what is wrong with it."""
+    from lmbench.errors import UserError
+
+    path = Path(path) / RECORD_NAME if Path(path).is_dir() else Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{path} is not a readable lmbench record ({type(exc).__name__}: {exc}).") from None
+    if not isinstance(record, dict):
+        raise UserError(f"{path} is not an lmbench record (it holds a JSON {type(record).__name__}).")
+    wrong = [k for k, kind in REQUIRED.items() if not isinstance(record.get(k), kind)]
+    if wrong or "name" not in record["corpus"]:
+        raise UserError(f"{path} is an incomplete lmbench record (missing or malformed: "
+                        f"{', '.join(wrong) or 'corpus.name'}).")
+    return record
+
+
 def collect(root: Path, own_only: bool = False) -> tuple[list[dict], list[str]]:
     """All readable records below ``root`` (see ``record_paths``), and a note for each file
-    skipped as unreadable."""
+    skipped as unreadable or incomplete: one bad record never breaks a table or a report."""
+    from lmbench.errors import UserError
+
     records, skipped = [], []
     for path in record_paths(root, own_only):
         try:
-            record = json.loads(path.read_text())
-            if not isinstance(record, dict) or "id" not in record:
-                raise ValueError("not an lmbench record")
-        except (OSError, ValueError) as exc:
-            skipped.append(f"{path}: {exc}")
+            record = read_record(path)
+        except UserError as exc:
+            skipped.append(str(exc))
             continue
         record["_path"] = str(path)
         records.append(record)
     return records, skipped
+
+
+def read_losses(record: dict):
+    """The run's per-token test losses (``test_losses.npy`` beside its record), or None when the file
+    is missing, truncated or not the record's test split."""
+    import numpy as np
+
+    path = Path(record["_path"]).parent / "test_losses.npy"
+    try:
+        losses = np.load(path, allow_pickle=False).astype(np.float64)
+    except (OSError, ValueError, EOFError):
+        return None
+    tokens = ((record.get("metrics") or {}).get("test") or {}).get("tokens")
+    return losses if losses.ndim == 1 and tokens in (None, len(losses)) else None
 
 
 def _row(record: dict, test: dict, model: str) -> dict:

@@ -14,12 +14,11 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from lmbench import jobs, models, published
+from lmbench import jobs, models, published, records
 from lmbench.config import validate
 from lmbench.corpora import Corpus, load_corpus
 from lmbench.errors import UserError
 from lmbench.evaluate import evaluate
-from lmbench.records import collect, git_commit, hardware, new_run_id, versions, write_record, write_tables
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +50,78 @@ def _evaluate(model, corpus: Corpus, split: str, cfg) -> tuple[dict, np.ndarray]
                     cfg.eval.bootstrap_samples, cfg.eval.bootstrap_block)
 
 
-def _floor(corpus: Corpus, cfg) -> dict | None:
-    """The exact oracle's test metrics when the corpus has one (the synthetic corpus)."""
+def _floor(corpus: Corpus, cfg) -> dict:
+    """The exact oracle's test metrics when the corpus has one (the synthetic corpus). Optional: when
+    it cannot be computed the run's own results still stand, and the record says why it is missing."""
     if "synthetic" not in corpus.meta or cfg.model.name == "oracle":
-        return None
-    oracle = models.build("oracle", OmegaConf.create({"name": "oracle"}), corpus)
-    return _evaluate(oracle, corpus, "test", cfg)[0]
+        return {"floor": None}
+    try:
+        oracle = models.build("oracle", OmegaConf.create({"name": "oracle"}), corpus)
+        return {"floor": _evaluate(oracle, corpus, "test", cfg)[0]}
+    except Exception as exc:  # the floor is a reference, never a reason to lose the run
+        log.warning("no oracle floor for this corpus: %s", exc)
+        return {"floor": None, "floor_missing": f"{type(exc).__name__}: {exc}"}
+
+
+MEMORY_FACTOR = 4  # float32 weights, gradients and two optimizer moments per parameter
+
+
+def check_memory(cfg, corpus: Corpus, device: str) -> None:
+    """Refuse a torch model whose parameters cannot fit in this machine's memory, with its estimated
+    size, before allocating it (it is built on the ``meta`` device first, which allocates nothing)."""
+    import psutil
+
+    try:
+        with torch.device("meta"):
+            probe = models.build(cfg.model.name, cfg.model, corpus)
+        net = getattr(probe, "net", None)
+        parameters = sum(p.numel() for p in net.parameters()) if net is not None else 0
+    except RuntimeError as exc:
+        if "overflow" not in str(exc):
+            return  # a family that cannot be sized this way is sized by its own allocation
+        parameters = float("inf")
+    needed = parameters * 4 * MEMORY_FACTOR
+    have = (torch.cuda.get_device_properties(0).total_memory if device == "cuda"
+            else psutil.virtual_memory().total)
+    if needed > have:
+        raise UserError(f"model={cfg.model.name} with these sizes has {parameters:.3g} parameters: about "
+                        f"{needed / 2**30:,.3g} GiB to train (weights, gradients, optimizer state), and "
+                        f"this {device} has {have / 2**30:,.1f} GiB. Choose smaller model sizes.")
+
+
+def check_run_folder(run_dir: Path, model, corpus: Corpus, cfg) -> None:
+    """Refuse, before anything in ``run_dir`` is touched, a folder holding another run: a finished
+    record, a checkpoint without ``train.resume=true``, or one that belongs to another job."""
+    from lmbench import checkpoint
+
+    if (run_dir / records.RECORD_NAME).exists():
+        raise UserError(f"{run_dir} already holds a finished run ({records.RECORD_NAME}); leave it as "
+                        "it is and run without hydra.run.dir: a new folder (force=true reruns a job).")
+    if not hasattr(model, "net"):
+        return
+    saved = run_dir / checkpoint.CHECKPOINT
+    if cfg.train.resume:
+        checkpoint.load(saved, checkpoint.meta(model, corpus, cfg))
+    elif saved.exists():
+        raise UserError(f"{saved} already exists: pass train.resume=true to continue that run, or run "
+                        "without hydra.run.dir (a new folder).")
+
+
+def diverged(record: dict, train_stats: dict, vocab_size: int) -> str | None:
+    """Why a run's result is not a trained model: a loss that turned non-finite, or a validation
+    perplexity above the vocabulary size (worse than guessing uniformly), or None."""
+    if train_stats.get("status") == "diverged":
+        return f"the training loss became non-finite at step {train_stats.get('diverged_step')}"
+    valid = record["metrics"]["valid"]["ppl"]
+    if valid > vocab_size:
+        return (f"validation perplexity {valid:.4g} is above the vocabulary size {vocab_size}: worse "
+                "than a uniform guess (a learning rate too high?)")
+    return None
 
 
 def failed_record(cfg, error: Exception, job: dict | None = None) -> dict:
     """The record of a job that could not start (bad input inside a sweep)."""
-    return {"id": new_run_id(), "model": cfg.model.name, "experiment": cfg.experiment,
+    return {"id": records.new_run_id(), "model": cfg.model.name, "experiment": cfg.experiment,
             "config": OmegaConf.to_container(cfg, resolve=False, enum_to_str=True),
             "corpus": {"name": cfg.corpus.name, "fingerprint": None}, "status": "failed",
             "error": f"{type(error).__name__}: {error}", "job": job or {}}
@@ -82,23 +142,26 @@ def run(cfg, run_dir: Path, job: dict | None = None) -> dict:
     done = None if cfg.force else jobs.find_done(results_dir, cfg_hash, corpus.fingerprint)
     if done is not None:
         log.info("skipping: this job already finished in %s (force=true reruns it)", done.parent)
-        return collect(done.parent)[0][0] | {"skipped": True}
+        return records.collect(done.parent)[0][0] | {"skipped": True}
+    check_memory(cfg, corpus, device)
     model = models.build(cfg.model.name, cfg.model, corpus)
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    run_dir = Path(run_dir)
+    check_run_folder(run_dir, model, corpus, cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
     jobs.mark_started(run_dir, cfg_hash, corpus.fingerprint, job.get("command"))
     resumed_from = jobs.adopt_partial(results_dir, cfg_hash, corpus.fingerprint, run_dir)
     if resumed_from is not None:
         log.info("resuming the killed run in %s", resumed_from)
     record = {
-        "id": new_run_id(),
+        "id": records.new_run_id(),
         "model": cfg.model.name,
         "experiment": cfg.experiment,
         "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
         "config_hash": cfg_hash,
         "corpus": {"name": corpus.name, "fingerprint": corpus.fingerprint, **corpus.stats()},
-        "versions": versions(),
-        "git_commit": git_commit(),
-        "hardware": hardware(device),
+        "versions": records.versions(),
+        "git_commit": records.git_commit(),
+        "hardware": records.hardware(device),
         "device": device,
         "run_dir": str(run_dir),
         "resumed_from": str(resumed_from) if resumed_from else None,
@@ -120,10 +183,14 @@ def run(cfg, run_dir: Path, job: dict | None = None) -> dict:
                 log.info("%s: ppl %.3f  bpc %.4f  (%d tokens)", split, metrics[split]["ppl"],
                          metrics[split]["bpc"], metrics[split]["tokens"])
             np.save(Path(run_dir) / "test_losses.npy", losses["test"].astype(np.float16))
+            record.update(metrics=metrics, **_floor(corpus, cfg))
+            reason = diverged(record, train_stats, len(corpus.vocab))
+            if reason:
+                log.warning("diverged: %s", reason)
+            train_stats.pop("status", None)
             record.update(
-                status=train_stats.pop("status", "ok"),
-                metrics=metrics,
-                floor=_floor(corpus, cfg),
+                status="diverged" if reason else "ok",
+                **({"diverged": reason} if reason else {}),
                 train=train_stats,
                 timing={"train_seconds": train_seconds,
                         "train_tokens_per_s": train_stats.get(
@@ -145,8 +212,8 @@ def run(cfg, run_dir: Path, job: dict | None = None) -> dict:
                 record.update(memory=memory, finished_at=datetime.now(timezone.utc).isoformat(),
                               job=job | {"concurrent_jobs": max(concurrent, other_jobs()),
                                          "earlier_jobs_in_process": earlier_jobs_in_process})
-                write_record(record, run_dir)
-                write_tables(results_dir)
+                records.write_record(record, run_dir)
+                records.write_tables(results_dir)
     if published_line := published.line(record):
         print(published_line, flush=True)
     return record

@@ -8,7 +8,7 @@ no checkpoint and is refitted on its corpus, which is deterministic, so it is th
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -20,15 +20,18 @@ from lmbench import checkpoint, models
 from lmbench.corpora import load_corpus
 from lmbench.errors import UserError
 from lmbench.models.neural import NeuralModel
-from lmbench.records import RECORD_NAME
+from lmbench.records import RECORD_NAME, read_record
 
 
 def run_config(run_dir: Path):
     record, hydra_config = run_dir / RECORD_NAME, run_dir / ".hydra" / "config.yaml"
     if record.is_file():
-        return OmegaConf.create(json.loads(record.read_text())["config"])
+        return OmegaConf.create(read_record(record)["config"])
     if hydra_config.is_file():
-        return OmegaConf.load(hydra_config)
+        try:
+            return OmegaConf.load(hydra_config)
+        except Exception as exc:  # yaml and OmegaConf errors alike
+            raise UserError(f"{hydra_config} is not a readable config ({type(exc).__name__}).") from None
     raise UserError(f"{run_dir} holds no {RECORD_NAME} or .hydra/config.yaml: not an lmbench run folder.")
 
 
@@ -36,11 +39,15 @@ def load_model(run_dir: Path):
     """The run's model, ready to score or sample, and its corpus."""
     cfg = run_config(run_dir)
     corpus = load_corpus(cfg.corpus)
+    record = run_dir / RECORD_NAME
+    if record.is_file() and read_record(record)["corpus"].get("fingerprint") != corpus.fingerprint:
+        raise UserError(f"The corpus of the run in {run_dir} has changed since it ran (another "
+                        "fingerprint: edited files?); restore the corpus files the run used.")
     model = models.build(cfg.model.name, cfg.model, corpus)
     if isinstance(model, NeuralModel):
         best = run_dir / checkpoint.BEST
         path = best if best.is_file() else run_dir / checkpoint.CHECKPOINT
-        model.net.load_state_dict(checkpoint.load(path)["model"])
+        checkpoint.load_weights(model.net, path, corpus)
     else:
         with tempfile.TemporaryDirectory() as scratch:
             model.fit(corpus, OmegaConf.merge(cfg, {"device": "cpu"}), Path(scratch))
@@ -65,8 +72,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
-        if args.length < 0 or args.temperature < 0 or (args.top_k is not None and args.top_k < 1):
-            raise UserError("--length and --temperature must be >= 0 and --top-k at least 1.")
+        if args.length < 0 or not (math.isfinite(args.temperature) and args.temperature >= 0) or (
+                args.top_k is not None and args.top_k < 1):
+            raise UserError(f"--length={args.length}, --temperature={args.temperature}, --top-k="
+                            f"{args.top_k}: the length and temperature must be finite numbers >= 0 and "
+                            "--top-k at least 1 (above the vocabulary it keeps every token).")
         model, corpus = load_model(args.run_dir)
         prompt = encode_prompt(corpus, args.prompt)
         ids = model.sample(args.length, prompt, args.temperature, args.top_k,

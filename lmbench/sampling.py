@@ -11,7 +11,7 @@ def draw(log_p: np.ndarray, temperature: float, top_k: int | None, rng: np.rando
     if temperature <= 0:
         return int(np.argmax(log_p))
     logits = np.asarray(log_p, dtype=np.float64) / temperature
-    if top_k:
+    if top_k and top_k < len(logits):  # a k above the vocabulary keeps every token
         cutoff = np.partition(logits, -top_k)[-top_k]
         logits = np.where(logits >= cutoff, logits, -np.inf)
     p = np.exp(logits - logits.max())

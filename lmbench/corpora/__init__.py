@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import tempfile
 from collections import Counter
@@ -20,12 +21,13 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from lmbench.corpora.fetch import cache_dir
+from lmbench.corpora.fetch import cache_dir, writable_cache
 from lmbench.errors import CorpusError
 
 EOS = "<eos>"
 UNK = "<unk>"
 SPLITS = ("train", "valid", "test")
+log = logging.getLogger(__name__)
 PREPARE_VERSION = 1  # bump when tokenisation or encoding changes, to invalidate prepared caches
 
 
@@ -174,7 +176,12 @@ def _prepared_path(name: str, fingerprint: str) -> Path:
 
 
 def _save_prepared(path: Path, corpus: Corpus) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Cache a prepared corpus; a cache that cannot be written only costs preparing it again."""
+    try:
+        writable_cache(path.parent.name)
+    except CorpusError as exc:
+        log.warning("%s The prepared corpus is not cached.", exc)
+        return
     header = {"name": corpus.name, "level": corpus.level, "chars": corpus.chars,
               "fingerprint": corpus.fingerprint, "meta": corpus.meta}
     buffer = io.BytesIO()

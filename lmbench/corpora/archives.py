@@ -4,11 +4,13 @@ devices, and a cap on the extracted size (a zip bomb stops at the cap, not at a 
 from __future__ import annotations
 
 import hashlib
+import lzma
 import os
 import shutil
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from lmbench.errors import CorpusError
@@ -75,8 +77,12 @@ def unpack(archive: Path, into: Path, max_bytes: int) -> Path:
                         raise too_big
                     out.write(block)
         os.replace(staging, target)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
-        raise CorpusError(f"{archive} is not a readable archive ({exc}).") from exc
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise  # a real I/O error (disk full, permissions), not a damaged archive
+        raise CorpusError(f"{archive} is not a readable archive: it is damaged or truncated "
+                          f"({type(exc).__name__}: {exc}). Repack it, or unpack it yourself and point "
+                          "corpus.path at the folder.") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target

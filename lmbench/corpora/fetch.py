@@ -26,6 +26,20 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path(__file__).resolve().parents[2] / "corpora")
 
 
+def writable_cache(sub: str = "") -> Path:
+    """The cache folder (or ``sub`` inside it), created if needed; a cache that is a file or cannot be
+    written is a ``CorpusError`` saying so (rather than a failed download or a traceback)."""
+    folder = cache_dir() / sub
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise CorpusError(f"The corpus cache {cache_dir()} cannot be written ({exc.strerror}: "
+                          f"{exc.filename}). Set {CACHE_ENV} to a writable folder, or fix its "
+                          "permissions.") from None
+    return folder
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -45,7 +59,7 @@ def _verify(path: Path, expected: str, what: str) -> None:
 
 def _install(source: Path, target: Path) -> None:
     """Copy a verified file into the cache via a temporary file and an atomic rename."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    writable_cache(str(target.parent.relative_to(cache_dir())))
     with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".part-", delete=False) as tmp:
         with open(source, "rb") as src:
             shutil.copyfileobj(src, tmp)
@@ -55,7 +69,6 @@ def _install(source: Path, target: Path) -> None:
 def _download(url: str, target: Path, expected: str) -> None:
     if not url.startswith("https://"):
         raise CorpusError(f"Refusing to download {url}: only https URLs are allowed.")
-    target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".part-")
     tmp = Path(tmp_name)
     try:
@@ -88,6 +101,7 @@ def fetch(spec, corpus: str) -> Path:
             _verify(candidate, spec.sha256, f"mirror file {spec.path} of corpus {corpus}")
             _install(candidate, target)
             return target
+    writable_cache(str(Path(spec.path).parent))
     try:
         _download(spec.url, target, spec.sha256)
     except ChecksumError:

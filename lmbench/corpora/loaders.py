@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 from lmbench.corpora import EOS, SPLITS, RawCorpus, loader
 from lmbench.corpora import synthetic as _synthetic  # noqa: F401  (registers the synthetic loader)
 from lmbench.corpora.archives import corpus_root, is_archive, unpack
-from lmbench.corpora.fetch import cache_dir, fetch
+from lmbench.corpora.fetch import cache_dir, fetch, writable_cache
 from lmbench.errors import CorpusError
 
 
@@ -32,19 +35,36 @@ def tokenize(text: str, level: str, words_to_chars: bool = False):
     return chars_of_words(text) if words_to_chars else text
 
 
+def _looks_utf16(data: bytes) -> bool:
+    """A UTF-16 byte-order mark, or (ASCII-range text) a NUL in every other byte."""
+    head = data[:4096]
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return True
+    return len(head) >= 8 and max(head[0::2].count(0), head[1::2].count(0)) > 0.9 * (len(head) // 2)
+
+
 def decode(data: bytes, where: str, encoding: str = "utf-8", errors: str = "strict") -> str:
-    """Decode bytes, naming the byte offset of the first bad byte and how to get past it."""
-    if b"\x00" in data[:8192] and encoding.lower().replace("-", "") == "utf8":
+    """Decode bytes (a UTF-8 byte-order mark is dropped, never part of the first token), naming the
+    byte offset of the first bad byte and how to get past it."""
+    try:
+        utf8 = codecs.lookup(encoding).name == "utf-8"
+    except LookupError:
+        raise CorpusError(f"Unknown text encoding corpus.encoding={encoding!r}.") from None
+    if utf8 and _looks_utf16(data):
+        raise CorpusError(f"{where} looks like UTF-16 text (a UTF-16 byte-order mark, or NUL bytes "
+                          "between the characters); set corpus.encoding=utf-16 to read it.")
+    if utf8 and b"\x00" in data[:8192]:
         raise CorpusError(f"{where} looks binary (it holds NUL bytes); a corpus must be a text file.")
     try:
-        return data.decode(encoding, errors)
+        return data.decode("utf-8-sig" if utf8 else encoding, errors)
     except UnicodeDecodeError as exc:
         raise CorpusError(
             f"{where} is not valid {encoding}: byte 0x{data[exc.start]:02x} at offset {exc.start} "
             f"({exc.reason}). Convert the file, or set corpus.encoding (e.g. latin-1) or "
             "corpus.errors=replace to read it anyway.") from exc
-    except LookupError as exc:
-        raise CorpusError(f"Unknown text encoding corpus.encoding={encoding!r}.") from exc
+    except LookupError as exc:  # an unknown corpus.errors handler
+        raise CorpusError(f"Unknown corpus.errors={errors!r}: use strict, replace, ignore or "
+                          "backslashreplace.") from exc
 
 
 def cut(text: str, fractions) -> dict[str, str]:
@@ -97,43 +117,57 @@ def load_brown(cfg) -> RawCorpus:
                      {"total_tokens": len(words)})
 
 
-def _user_files(cfg) -> dict[str, Path] | Path:
-    """The user's split files, or the single file to cut by fractions (either may come in a
-    zip/tar archive, unpacked safely into the cache)."""
-    root = Path(cfg.path).expanduser()
-    if is_archive(root):
-        root = corpus_root(unpack(root, cache_dir() / "unpacked", cfg.max_unpacked_mb * 2**20))
-    if root.is_dir():
-        files = {s: root / f"{s}.txt" for s in SPLITS}
-        missing = [p.name for p in files.values() if not p.is_file()]
-        if missing:
-            raise CorpusError(f"corpus.path={root} is a folder but lacks {', '.join(missing)}; a "
-                              "folder corpus needs train.txt, valid.txt and test.txt (or point "
-                              "corpus.path at one file to cut by corpus.fractions).")
-        return files
-    if root.is_file():
-        return root
-    raise CorpusError(f"corpus.path={cfg.path} does not exist. Point it at a text file or at a "
-                      "folder with train.txt, valid.txt and test.txt.")
+@contextmanager
+def _user_files(cfg):
+    """The user's split files, or the single file to cut by fractions (either may come in a zip/tar
+    archive, unpacked safely into the cache), with a name for each that the user recognises. An
+    archive that turns out not to be a usable corpus leaves nothing unpacked in the cache."""
+    given = Path(cfg.path).expanduser()
+    unpacked = None
+    if is_archive(given):
+        unpacked = unpack(given, writable_cache("unpacked"), cfg.max_unpacked_mb * 2**20)
+    root = corpus_root(unpacked) if unpacked else given
+
+    def shown(path: Path) -> str:
+        return f"{path.relative_to(unpacked)} in {given}" if unpacked else str(path)
+
+    try:
+        if root.is_dir():
+            files = {s: root / f"{s}.txt" for s in SPLITS}
+            missing = [p.name for p in files.values() if not p.is_file()]
+            if missing:
+                raise CorpusError(f"corpus.path={shown(root) if unpacked else root} is a folder but lacks "
+                                  f"{', '.join(missing)}; a folder corpus needs train.txt, valid.txt and "
+                                  "test.txt (or point corpus.path at one file to cut by corpus.fractions).")
+            yield files, shown
+        elif root.is_file():
+            yield root, shown
+        else:
+            raise CorpusError(f"corpus.path={cfg.path} does not exist. Point it at a text file or at a "
+                              "folder with train.txt, valid.txt and test.txt.")
+    except CorpusError:
+        if unpacked:
+            shutil.rmtree(unpacked, ignore_errors=True)
+        raise
 
 
 def _user_hashes(cfg) -> list[str]:
-    found = _user_files(cfg)
-    paths = found.values() if isinstance(found, dict) else [found]
-    return [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    with _user_files(cfg) as (found, _):
+        paths = found.values() if isinstance(found, dict) else [found]
+        return [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
 
 
 @loader("user_file", hashes=_user_hashes)
 def load_user_file(cfg) -> RawCorpus:
-    found = _user_files(cfg)
-    if isinstance(found, dict):
-        texts = {s: decode(p.read_bytes(), str(p), cfg.encoding, cfg.errors) for s, p in found.items()}
-    else:
-        text = decode(found.read_bytes(), str(found), cfg.encoding, cfg.errors)
-        if not text.strip():
-            raise CorpusError(f"corpus.path={found} is empty.")
-        texts = cut(text, cfg.fractions)
-    for split, text in texts.items():
-        if not text.strip():
-            raise CorpusError(f"The {split} split of corpus.path={cfg.path} is empty.")
-    return RawCorpus({s: tokenize(t, _level(cfg)) for s, t in texts.items()})
+    with _user_files(cfg) as (found, shown):
+        if isinstance(found, dict):
+            texts = {s: decode(p.read_bytes(), shown(p), cfg.encoding, cfg.errors) for s, p in found.items()}
+        else:
+            text = decode(found.read_bytes(), shown(found), cfg.encoding, cfg.errors)
+            if not text.strip():
+                raise CorpusError(f"corpus.path={shown(found)} is empty.")
+            texts = cut(text, cfg.fractions)
+        for split, text in texts.items():
+            if not text.strip():
+                raise CorpusError(f"The {split} split of corpus.path={cfg.path} is empty.")
+        return RawCorpus({s: tokenize(t, _level(cfg)) for s, t in texts.items()})

@@ -51,6 +51,8 @@ def keyword_args(fn, given: dict[str, str]) -> dict:
                 out[name] = kind(given[name])
             except ValueError:
                 raise UserError(f"{name}={given[name]} is not a valid {kind.__name__}.") from None
+            if kind is int and out[name] < 1:  # counts of tokens, steps, windows, rows, shown tokens
+                raise UserError(f"{name}={given[name]} is out of range: it must be at least 1.")
     return out
 
 

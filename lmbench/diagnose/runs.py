@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from lmbench import checkpoint, models
 from lmbench.corpora import Corpus, load_corpus
 from lmbench.errors import UserError
-from lmbench.records import RECORD_NAME, atomic_write_text, write_record
+from lmbench.records import RECORD_NAME, atomic_write_text, read_record, write_record
 
 FOLDER = "diagnostics"
 
@@ -31,11 +31,12 @@ class Run:
         run = cls(Path(path))
         if not (run.path / RECORD_NAME).is_file():
             raise UserError(f"{run.path} holds no {RECORD_NAME}: give the folder of a finished run.")
+        run.record  # noqa: B018  (an unreadable record is refused here, before any work)
         return run
 
     @property
     def record(self) -> dict:
-        return json.loads((self.path / RECORD_NAME).read_text())
+        return read_record(self.path / RECORD_NAME)
 
     @cached_property
     def config(self):
@@ -51,7 +52,11 @@ class Run:
 
     @cached_property
     def corpus(self) -> Corpus:
-        return load_corpus(self.config.corpus)
+        corpus = load_corpus(self.config.corpus)
+        if corpus.fingerprint != self.record["corpus"].get("fingerprint"):
+            raise UserError(f"The corpus of the run in {self.path} has changed since it ran (another "
+                            "fingerprint: edited files?); restore the corpus files the run used.")
+        return corpus
 
     def model(self, trained: bool = True):
         """The run's model on CPU: its best checkpoint, or (``trained=False``) the weights it started
@@ -64,8 +69,7 @@ class Run:
                 model.fit(self.corpus, self.config, None)
             return model
         if trained:
-            weights = checkpoint.load(self.path / checkpoint.BEST)["model"]
-            model.net.load_state_dict(weights)
+            checkpoint.load_weights(model.net, self.path / checkpoint.BEST, self.corpus)
         return model.to("cpu")
 
     def folder(self) -> Path:

@@ -1,0 +1,71 @@
+"""Checks made before Hydra creates a run folder, so that a refused command writes nothing: the
+config (closed schemas, finite numbers, ranges, group options that exist) and the results folder."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from hydra.core.global_hydra import GlobalHydra
+from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf, open_dict
+
+from lmbench.config import validate
+from lmbench.errors import UserError
+
+
+def check_choices(choices) -> None:
+    """An optional group (``experiment``, ``recipe``) silently skips an option that does not exist;
+    refuse it instead, with the options that do."""
+    loader = GlobalHydra.instance().config_loader()
+    for group, choice in choices.items():
+        if choice is None or group.startswith(("hydra/", "schema/")):
+            continue
+        folder, _, name = f"{group}/{choice}".rpartition("/")
+        if name not in loader.get_group_options(folder):
+            options = ", ".join(loader.get_group_options(group)) or "none"
+            raise UserError(f"{group}={choice} does not exist (conf/{folder}/{name}.yaml not found); "
+                            f"the {group} options are: {options}.")
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """``folder`` is (or can be created as) a folder this process may write into."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{what}={folder} is a file, not a folder; point it at a folder.")
+    existing = next(p for p in [folder, *folder.parents] if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{what}={folder} cannot be written ({existing} is read-only or not a "
+                        "folder); point it at a writable folder.")
+
+
+def preflight(config, run_dir: Path | None) -> None:
+    """Every check that needs no data. ``run_dir``: the single run's folder (None in a sweep)."""
+    check_choices(config.hydra.runtime.choices)
+    validate(config)
+    check_writable(Path(config.results_dir), "results_dir")
+    if run_dir is not None and run_dir.is_dir() and any(run_dir.iterdir()):
+        # an earlier run's folder (a resume): its .hydra/ stays as the command that made it wrote it
+        with open_dict(config.hydra):
+            config.hydra.output_subdir = None
+
+
+def _refuse(error: UserError) -> None:
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise error
+    print(f"Error: {error}", file=sys.stderr)
+    sys.exit(1)
+
+
+class Preflight(Callback):
+    def on_run_start(self, config, **kwargs) -> None:
+        try:
+            preflight(config, Path(str(OmegaConf.select(config, "hydra.run.dir"))))
+        except UserError as error:
+            _refuse(error)
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        try:
+            preflight(config, None)
+        except UserError as error:
+            _refuse(error)
