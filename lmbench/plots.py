@@ -13,7 +13,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter  # noqa: E402
+from matplotlib.ticker import (  # noqa: E402
+    EngFormatter,
+    FuncFormatter,
+    LogLocator,
+    MaxNLocator,
+    NullFormatter,
+    PercentFormatter,
+)
 from matplotlib.transforms import Bbox  # noqa: E402
 
 FAMILY_COLOURS = {"gru": "#2ca02c", "lstm": "#1f77b4", "rnn": "#ff7f0e", "transformer": "#9467bd",
@@ -208,11 +215,14 @@ def ngram_growth(orders: pd.DataFrame, folder: Path) -> list[Path]:
             storage.plot(run.order, run.cumulative_mb, marker="o", label=names[label], color=colour(family))
             sparsity.plot(run.order, run.test_unseen_fraction, marker="o", label=names[label],
                           color=colour(family))
-        storage.set(xlabel="order n", ylabel="model storage up to order n, MB (log scale)", yscale="log")
-        sparsity.set(xlabel="order n", ylabel="share of test n-grams unseen in training", ylim=(0, 1))
+        storage.set(xlabel="order n", ylabel="model storage up to order n (log scale)", yscale="log")
+        storage.yaxis.set_major_formatter(FuncFormatter(lambda mb, _: f"{mb:g} MB"))
+        sparsity.set(xlabel="order n", ylabel="test n-grams unseen in training", ylim=(0, 1))
+        sparsity.yaxis.set_major_formatter(PercentFormatter(1.0))
         for ax in (storage, sparsity):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=8, loc="lower right")
         fig.suptitle(f"{corpus}{tag}: n-gram storage growth and sparsity")
         paths.append(_save(fig, folder / f"ngram_{corpus}.png"))
     return paths

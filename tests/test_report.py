@@ -62,7 +62,8 @@ def test_the_committed_reference_reports_regenerate_byte_for_byte(tmp_path, corp
     assert {"summary.csv", "pairs.csv", "memory.csv", "speed.csv", "table.csv"} <= set(committed)
     build(reference, tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.glob("*.csv")} == committed
-    assert (tmp_path / "summary.tex").read_bytes() == (reference / "summary.tex").read_bytes()
+    for name in ("summary.tex", "report.md"):
+        assert (tmp_path / name).read_bytes() == (reference / name).read_bytes(), name
 
 
 def test_numbers_are_formatted_for_people():

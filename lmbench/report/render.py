@@ -41,7 +41,7 @@ CAPTIONS = {"tradeoffs": "test perplexity against parameters and against trainin
                       "wall time",
             "significance": "the paired comparisons as a matrix",
             "ngram": "n-gram storage and sparsity against order"}
-NUMERIC = re.compile(r"^([0-9]|[−+<]|± )")
+NUMERIC = re.compile(r"^(< |± )?[−+]?[0-9][0-9.,]*( |%|$)")  # right-aligned: 233.5 [..], 46 k, ± 1.9
 
 
 @dataclass

@@ -324,7 +324,7 @@ def details(runs: pd.DataFrame, pair_table: pd.DataFrame, orders: pd.DataFrame, 
         per_order = orders.groupby(["label", "corpus", "order"], as_index=False).mean(numeric_only=True)
         tables["ngram"] = pd.DataFrame({
             "model": per_order.label, "corpus": per_order.corpus, "order": per_order.order.map(str),
-            "n-grams": counts(per_order.ngrams),
+            "n-grams": per_order.ngrams.map(count),
             "storage up to order": per_order.cumulative_mb.map(megabytes),
             "test n-grams unseen": [MISSING if _missing(x) else f"{100 * x:.1f}%"
                                     for x in per_order.test_unseen_fraction],
