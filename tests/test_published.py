@@ -1,0 +1,77 @@
+"""Published results beside ours: recipes carry their figure and goal, runs and reports compare them."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import ROOT, compose_config
+from omegaconf import OmegaConf
+
+from lmbench import published
+from lmbench.config import validate
+
+RECIPES = sorted(p.relative_to(ROOT / "conf" / "recipe").with_suffix("").as_posix()
+                 for p in (ROOT / "conf" / "recipe").rglob("*.yaml"))
+TABLES = {"ptb_table": "ptb", "bengio_brown": "brown", "char_shakespeare": "shakespeare"}
+
+
+def record(metrics: dict, **published_cfg) -> dict:
+    return {"model": "lstm", "config": {"published": {"metric": "test_ppl", **published_cfg}},
+            "metrics": metrics}
+
+
+def test_tolerance_goal_is_relative_to_the_published_value():
+    near = published.comparison(record({"test": {"ppl": 143.0}}, row="KN5", value=141.2, tolerance=0.02))
+    far = published.comparison(record({"test": {"ppl": 146.0}}, row="KN5", value=141.2, tolerance=0.02))
+    assert near["met"] is True and near["goal"] == "within 2%"
+    assert near["diff_pct"] == pytest.approx(100 * (143.0 - 141.2) / 141.2)
+    assert far["met"] is False
+
+
+def test_upper_bound_goal_and_other_metrics():
+    goal = {"metric": "valid_nll", "value": 1.88, "at_most": 1.88}
+    low = published.comparison(record({"valid": {"nll": 1.85}}, **goal))
+    high = published.comparison(record({"valid": {"nll": 1.95}}, **goal))
+    assert (low["met"], high["met"]) == (True, False)
+    assert low["metric"] == "valid nll" and low["ours"] == 1.85
+
+
+def test_a_row_with_nothing_published_is_reported_without_a_verdict():
+    c = published.comparison(record({"test": {"ppl": 120.0}}, row="GRU"))
+    assert c["published"] is None and c["met"] is None and c["goal"] == "report"
+    assert "GRU" in published.line(record({"test": {"ppl": 120.0}}, row="GRU"))
+
+
+def test_runs_without_a_published_row_or_metrics_say_nothing_or_dash():
+    assert published.comparison({"config": {}}) is None
+    assert published.comparison(record({}, row="KN5", value=141.2, tolerance=0.005))["met"] is None
+    assert "lmbench -" in published.line(record({}, row="KN5", value=141.2, tolerance=0.005))
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_composes_validates_and_names_its_row(recipe):
+    cfg = compose_config(f"recipe={recipe}")
+    validate(cfg)
+    assert cfg.published.row, f"{recipe} names no published row"
+    assert cfg.corpus.name in {"ptb", "brown", "tinyshakespeare"}
+
+
+@pytest.mark.parametrize("experiment, folder", TABLES.items())
+def test_each_table_experiment_sweeps_every_recipe_of_its_folder(experiment, folder):
+    sweep = OmegaConf.load(ROOT / "conf" / "experiment" / f"{experiment}.yaml").hydra
+    assert sweep.mode == "MULTIRUN"
+    assert set(sweep.sweeper.params.recipe.split(",")) == {r for r in RECIPES if r.startswith(f"{folder}/")}
+
+
+def test_zaremba_small_is_the_ptb_lstm_recipe_alone():
+    alone, row = compose_config("experiment=zaremba_small"), compose_config("recipe=ptb/lstm")
+    assert alone.experiment == "zaremba_small"
+    for key in ("model", "corpus", "train", "published"):
+        assert alone[key] == row[key]
+    assert alone.published.value == 114.5 and alone.published.at_most == 116
+
+
+def test_ptb_rows_order_matches_the_published_table():
+    values = {r: compose_config(f"recipe={r}").published.value for r in RECIPES if r.startswith("ptb/")}
+    order = ["ptb/katz3", "ptb/kn5", "ptb/fnn", "ptb/rnn", "ptb/lstm"]
+    assert [values[r] for r in order] == sorted((values[r] for r in order), reverse=True)
+    assert values["ptb/gru"] is None and values["ptb/gpt"] is None  # reported, nothing published
