@@ -117,6 +117,8 @@ def build(root: Path, out: Path | None = None) -> dict:
     orders = frames.ngram_orders(records)
     diagnostics = _figures(records, runs, summary, orders, groups, floor, root, out / "plots") \
         if records else []
+    for group in groups if len(groups) > 1 else []:  # name the corpus in every line of its findings
+        group.findings[1:] = [f"*{group.title}*: {line}" for line in group.findings[1:]]
     kinds = sorted(set(budgets.values()))
     corpora = sorted(set(runs.corpus)) if records else []
     experiments = sorted({r.get("experiment") for r in records if r.get("experiment")})

@@ -136,8 +136,8 @@ def _html_table(frame: pd.DataFrame, cls: str = "", families: list[str] | None =
                 text = html.escape(value)
             cells.append(f"<td class='num'>{text}</td>" if column in numeric else f"<td>{text}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return (f"<table class='{cls}'><thead><tr>{head}</tr></thead><tbody>" + "".join(rows)
-            + "</tbody></table>")
+    return (f"<div class='wide'><table class='{cls}'><thead><tr>{head}</tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table></div>")
 
 
 def _html_matrix(group: Group) -> str:
@@ -150,8 +150,8 @@ def _html_matrix(group: Group) -> str:
                         f"{html.escape(group.matrix.loc[row, col]) if row != col else ''}</td>"
                         for col in order)
         rows.append(f"<tr><th>{_swatch(family)}{html.escape(row)}</th>{cells}</tr>")
-    return (f"<table class='matrix'><thead><tr><th>row − column</th>{head}</tr></thead><tbody>"
-            + "".join(rows) + "</tbody></table>")
+    return (f"<div class='wide'><table class='matrix'><thead><tr><th>row − column</th>{head}</tr>"
+            f"</thead><tbody>" + "".join(rows) + "</tbody></table></div>")
 
 
 def _figure(path: Path, text: str) -> str:
@@ -175,8 +175,9 @@ table.leaderboard tbody tr:first-child{font-weight:700}.note{color:#555;font-siz
 table.matrix td{text-align:center;white-space:nowrap;min-width:5.5em}table.matrix th{white-space:nowrap}
 .ns{color:#555}
 figure{margin:.8em 0;break-inside:avoid}img{max-width:100%;height:auto}figcaption{font-size:13px;color:#555}
-pre{white-space:pre-wrap;font-size:12px}td{overflow-wrap:anywhere}
+pre{white-space:pre-wrap;font-size:12px}td{overflow-wrap:break-word}.wide{overflow-x:auto}
 @media print{body{max-width:none;font-size:10pt;padding:0}a{color:inherit}h2,h3{break-after:avoid}
+table{font-size:7.5pt}td,th{padding:1px 3px}.wide{overflow:visible}
 table,figure,tr,.findings{break-inside:avoid}*{-webkit-print-color-adjust:exact;print-color-adjust:exact}
 img{max-height:9cm;width:auto}}
 @page{size:A4;margin:1.5cm}
