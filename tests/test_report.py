@@ -146,4 +146,4 @@ def test_a_report_of_models_trained_to_convergence_says_so(tmp_path):
     kind = "trained to convergence (early stopping on validation perplexity)"
     assert f"**Compares:** {kind}" in (sweep / "report.md").read_text()
     assert f"<title>lmbench report: synthetic · {kind}</title>" in (sweep / "report.html").read_text()
-    assert "to convergence · converged" in result["console"]
+    assert "≤ 100 epochs · converged" in result["console"]

@@ -83,6 +83,7 @@ def _runs(records: list[dict]) -> pd.DataFrame:
             "device_name": device_name(r),
             "budget_min": None if counted else train_cfg.get("max_minutes"),
             "budget_tokens": None if counted else train_cfg.get("max_tokens"),
+            "max_epochs": None if counted else train_cfg.get("max_epochs"),
             "stopped_by": None if counted else (r.get("train") or {}).get("stopped_by"),
             "concurrent": bool(job.get("concurrent_jobs")) or job.get("launcher") in (
                 "JoblibLauncher", "LocalLauncher"),
@@ -222,7 +223,9 @@ def budgets(runs: pd.DataFrame) -> dict:
             found[corpus] = ("mixed budgets: " + ", ".join([f"{m:g} min" for m in minutes]
                                                            + [f"{t:,.0f} tokens" for t in tokens]))
         else:
-            found[corpus] = "trained to convergence (early stopping on validation perplexity)"
+            capped = int((trained.stopped_by == "max_epochs").sum())
+            found[corpus] = "trained to convergence (early stopping on validation perplexity)" + (
+                f"; {capped} of {len(trained)} runs stopped at their epoch cap first" if capped else "")
     return found
 
 

@@ -123,7 +123,7 @@ def _budget_cell(rows: pd.DataFrame) -> str:
         return "counts (no budget)"
     minutes, tokens = rows.budget_min.dropna(), rows.budget_tokens.dropna()
     budget = (f"{minutes.iloc[0]:g} min" if len(minutes) else
-              f"{count(tokens.iloc[0])} tok" if len(tokens) else "to convergence")
+              f"{count(tokens.iloc[0])} tok" if len(tokens) else f"≤ {rows.max_epochs.max():g} epochs")
     stops = rows.stopped_by.dropna().map(lambda s: STOPPED.get(s, s)).value_counts()
     if len(stops) == 1:
         return f"{budget} · {stops.index[0]}"
