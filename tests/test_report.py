@@ -147,3 +147,14 @@ def test_a_report_of_models_trained_to_convergence_says_so(tmp_path):
     assert f"**Compares:** {kind}" in (sweep / "report.md").read_text()
     assert f"<title>lmbench report: synthetic · {kind}</title>" in (sweep / "report.html").read_text()
     assert "≤ 100 epochs · converged" in result["console"]
+
+
+def test_a_gpu_budget_names_the_gpu_and_mixed_hardware_is_flagged_first(tmp_path):
+    sweep = _reference_runs(tmp_path, ["9_lstm_synthetic_s0", "0_ngram_synthetic_s0"])
+    _edit(sweep / "9_lstm_synthetic_s0", lambda r: r.update(
+        device="cuda", hardware={**r["hardware"], "device": "cuda", "gpu": "NVIDIA H100 80GB HBM3"}))
+    build(sweep)
+    md = (sweep / "report.md").read_text()
+    assert "**Compares:** equal budget: 2.5 min of training per family on NVIDIA H100 80GB HBM3" in md
+    findings = md.split("## Findings")[1].split("## ")[0]
+    assert "**Warning: Runs come from more than one machine/device" in findings
