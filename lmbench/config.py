@@ -244,6 +244,7 @@ def register_all() -> None:
 PUBLISHED_METRICS = ("test_ppl", "valid_ppl", "test_nll", "valid_nll", "test_bpc", "valid_bpc")
 
 SEED_RANGE = "an integer in [0, 2**32)"  # numpy's global seed (seed_everything) takes no more
+FLOAT32_MAX = 3.4028234663852886e38  # every number may end up in a float32 tensor
 MAX_SIZE = 2**31 - 1  # any size past this overflows index arithmetic long before memory runs out
 MAX_SYNTHETIC_TOKENS = 10**8  # the generator draws ~10^5 tokens/s: beyond this a split takes hours
 MAX_SYNTHETIC_WORDS = 10**6  # distinct pseudo-words are drawn by rejection: ~20 s for this many
@@ -388,8 +389,9 @@ def validate(cfg) -> None:
 
     check_closed(cfg)
     for key, value in _leaves(cfg):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise UserError(f"{key}={value} is not a finite number; give a finite value.")
+        if isinstance(value, float) and not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
+            raise UserError(f"{key}={value} is not a finite number: give one below {FLOAT32_MAX:.3g} in size "
+                            "(what float32, the tensors' type, holds).")
     absent = object()
     for key, ok, wanted in RANGE_CHECKS:
         value = OmegaConf.select(cfg, key, default=absent)

@@ -1,0 +1,109 @@
+"""Property test over the config schemas: every numeric option, given nan, inf, a negative or a
+huge value, either runs correctly or is refused before any data is read, never a traceback."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from conftest import ROOT, compose_config
+from hydra.errors import HydraException
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from omegaconf import DictConfig, FloatNode, IntegerNode, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from lmbench import run as run_module
+from lmbench.config import _leaves, validate
+from lmbench.errors import UserError
+
+LOCAL = {"synthetic": [], "file": ["corpus.path=@TINY@"]}  # corpora that need no download
+TINY_RUN = ["corpus.train_tokens=2000", "corpus.valid_tokens=300", "corpus.test_tokens=300",
+            "train.max_epochs=1", "train.threads=1", "eval.bootstrap_samples=10"]
+SMALL_MODEL = {"fnn": ["model.emb_size=4", "model.hidden_size=4"],
+               "transformer": ["model.d_model=8", "model.heads=2", "model.context=16"],
+               **{f: ["model.emb_size=4", "model.hidden_size=4"] for f in ("rnn", "lstm", "gru")}}
+BAD = {float: ["nan", "inf", "-inf", "-1.0", "1e300"], int: ["nan", "-1", str(2**63), str(10**30)]}
+
+
+def numeric_leaves(cfg, prefix: str = ""):
+    """(key, type) of every int or float option below ``cfg``, null-valued ones included."""
+    for key, node in ((k, cfg._get_node(k)) for k in cfg):
+        if isinstance(node, DictConfig) and not node._is_none():
+            yield from numeric_leaves(node, f"{prefix}{key}.")
+        elif isinstance(node, ListConfig) and not node._is_none():
+            for i in range(len(node)):
+                if isinstance(node._get_node(i), (IntegerNode, FloatNode)):
+                    yield f"{prefix}{key}[{i}]", float if isinstance(node._get_node(i), FloatNode) else int
+        elif isinstance(node, (IntegerNode, FloatNode)):
+            yield f"{prefix}{key}", float if isinstance(node, FloatNode) else int
+
+
+def numeric_options() -> list[tuple[str, str, str, type]]:
+    """(group, option, key, type) of every int and float option: the shared ones (seed, train.*,
+    eval.*, published.*) once, with a trained model, and each model's and corpus's own under every
+    option of its group."""
+    found = []
+    for group, options in (("", [""]), ("model", None), ("corpus", None)):
+        for option in options or sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml")):
+            chosen = [f"{group}={option}"] if group else []
+            cfg = compose_config(*chosen, *(["corpus.path=x"] if option == "file" else []))
+            for key, kind in numeric_leaves(cfg):
+                if key.startswith(f"{group}.") if group else not key.startswith(("model.", "corpus.")):
+                    found.append((group or "model", option or "lstm", key, kind))
+    return found
+
+
+OPTIONS = numeric_options()
+
+
+def override(cfg, key: str, value: str) -> str:
+    """``key=value``; an element of a list (``corpus.fractions[1]``) replaces that element."""
+    if "[" not in key:
+        return f"{key}={value}"
+    name, index = key[:-1].split("[")
+    items = [str(v) for v in OmegaConf.select(cfg, name)]
+    items[int(index)] = value
+    return f"{name}=[{','.join(items)}]"
+
+
+def test_the_options_cover_every_family_and_corpus():
+    keys = {k for _, _, k, _ in OPTIONS}
+    for key in ("seed", "train.lr", "eval.bootstrap_samples", "model.hidden_size", "model.forget_bias",
+                "model.add_k", "model.discount_fallback[0]", "corpus.mean_distance", "corpus.fractions[1]",
+                "corpus.split_tokens[0]", "corpus.seed", "corpus.max_unpacked_mb"):
+        assert key in keys, key
+
+
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(option=st.sampled_from(OPTIONS), pick=st.integers(0, 4))
+def test_bad_numbers_are_refused_before_data_or_run_correctly(option, pick, tiny_text_dir, tmp_path_factory,
+                                                              monkeypatch):
+    group, name, key, kind = option
+    value = BAD[kind][pick % len(BAD[kind])]
+    base = [f"{group}={name}"] + [o.replace("@TINY@", str(tiny_text_dir)) for o in LOCAL.get(name, [])]
+    change = override(compose_config(*base), key, value)
+    refused = None
+    try:
+        cfg = compose_config(*base, change)
+        validate(cfg)
+    except (HydraException, OmegaConfBaseException, UserError) as error:
+        refused = str(error)
+    if refused is not None:
+        assert refused.strip() and "Traceback" not in refused
+        return
+    # accepted: the value must be a sensible one, and the job must run (or stop with a clear error)
+    assert not (isinstance(given := dict(_leaves(cfg)).get(key), float) and not math.isfinite(given))
+    if group == "corpus" and name not in LOCAL:
+        pytest.skip(f"{key}={value} accepted on corpus={name}, which needs its files to run")
+    tmp = tmp_path_factory.mktemp("run")
+    small = SMALL_MODEL.get(name, []) if group == "model" else []
+    cfg = compose_config(*base, *TINY_RUN, *small, change, f"results_dir={tmp}")
+    monkeypatch.chdir(tmp)
+    try:
+        record = run_module.run(cfg, tmp / "job")
+    except UserError as error:  # found once the data is known (an order too high for it, ...)
+        assert str(error).strip()
+        return
+    assert record["status"] in ("ok", "diverged"), record.get("error")

@@ -1,0 +1,328 @@
+"""The failure classes a new user hits (issue 15), one section per class: each example of the issue
+and siblings of it give a clear one-paragraph error or correct behaviour, never a traceback, a lost
+result, a silently ignored setting or a half-written folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+from conftest import ROOT, compose_config
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from lmbench import records, sample
+from lmbench.config import validate
+from lmbench.corpora import load_corpus
+from lmbench.diagnose.__main__ import main as diagnose
+from lmbench.errors import CorpusError, UserError
+from lmbench.preflight import check_choices
+from lmbench.run import run
+
+TINY = ["corpus.train_tokens=3000", "corpus.valid_tokens=500", "corpus.test_tokens=500"]
+TINY_LSTM = ["model=lstm", "model.emb_size=8", "model.hidden_size=8", "train.max_epochs=1",
+             "eval.bootstrap_samples=10", *TINY]
+
+
+def lmbench(tmp_path, *overrides, env=None):
+    results = f"results_dir={tmp_path / 'results'}"
+    return subprocess.run([sys.executable, "-m", "lmbench", *overrides, results], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
+
+
+def written(tmp_path) -> list[str]:
+    """Every file below the results folder."""
+    return sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "results").rglob("*") if p.is_file())
+
+
+def refused(done, *words: str) -> None:
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "Error:" in done.stderr
+    for word in words:
+        assert word in done.stderr, done.stderr
+
+
+# ---------------------------------------------------------------- 2. settings silently ignored
+@pytest.mark.parametrize("override, words", [
+    ("+model.hidden_sizee=3", ["model.hidden_sizee=3 is not an option", "hidden_size", "model="]),
+    ("+corpus.path=x", ["corpus.path=x is not an option", "user_file", "corpus="]),
+    ("+epochs=3", ["epochs=3 is not an option", "Did you mean train.max_epochs?"]),
+    ("experiment=quickstat", ["experiment=quickstat does not exist", "quickstart"]),
+    ("recipe=ptb/kn55", ["recipe=ptb/kn55 does not exist"]),
+    ("corpus.level=char", ["corpus.level=char is not available for corpus=synthetic", "word-level"]),
+])
+def test_a_setting_nothing_would_read_is_refused_before_anything_is_written(tmp_path, override, words):
+    done = lmbench(tmp_path, override, *TINY)
+    refused(done, *words)
+    assert not written(tmp_path)
+
+
+def test_every_experiment_and_recipe_passes_the_closed_schemas():
+    for group in ("experiment", "recipe"):
+        for path in sorted((ROOT / "conf" / group).rglob("*.yaml")):
+            option = str(path.relative_to(ROOT / "conf" / group).with_suffix(""))
+            GlobalHydra.instance().clear()
+            with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+                cfg = compose(config_name="config", overrides=[f"{group}={option}"],
+                              return_hydra_config=True)
+                check_choices(cfg.hydra.runtime.choices)
+                validate(cfg)
+
+
+# ---------------------------------------------------------------- 3. values not validated
+@pytest.mark.parametrize("override, words", [
+    ("seed=-1", "seed=-1 is out of range"),
+    (f"seed={2**32}", f"seed={2**32} is out of range"),
+    ("corpus.seed=-1", "corpus.seed=-1 is out of range"),
+    ("corpus.train_tokens=-5", "corpus.train_tokens=-5 is out of range"),
+    ("corpus.mean_distance=nan", "corpus.mean_distance=nan is not a finite number"),
+    ("train.lr=inf", "train.lr=inf is not a finite number"),
+    ("model.add_k=nan", "model.add_k=nan is not a finite number"),
+    ("corpus.num_words=100000000", "corpus.num_words=100000000 is out of range"),
+    ("corpus.num_classes=2000", "at most corpus.num_words=1000"),
+    ("corpus.open_prob=1.5", "corpus.open_prob=1.5 is out of range"),
+    ("eval.bootstrap_samples=1000000000", "eval.bootstrap_samples=1000000000 is out of range"),
+])
+def test_bad_numbers_are_refused_before_any_data_is_read(override, words):
+    with pytest.raises(UserError, match=words.replace("*", r"\*")):
+        validate(compose_config(override))
+
+
+def test_a_non_finite_model_option_is_refused(tmp_path):
+    with pytest.raises(UserError, match="model.forget_bias=nan is not a finite number"):
+        validate(compose_config("model=lstm", "model.forget_bias=nan"))
+    with pytest.raises(UserError, match=r"corpus.fractions=\[0.5, nan, 0.25\] is out of range|not a finite"):
+        validate(compose_config("corpus=file", "corpus.path=x", "corpus.fractions=[0.5,nan,0.25]"))
+
+
+def test_a_model_too_big_for_memory_is_refused_with_its_size_before_allocation(tmp_path):
+    cfg = compose_config(*TINY_LSTM, "model.hidden_size=10000000", f"results_dir={tmp_path}")
+    with pytest.raises(UserError, match=r"4e\+14 parameters: about .* GiB to train"):
+        run(cfg, tmp_path / "job")
+    cfg = compose_config("model=transformer", "model.d_model=2000000000", *TINY, f"results_dir={tmp_path}")
+    with pytest.raises(UserError, match="parameters"):
+        run(cfg, tmp_path / "job")
+    assert not (tmp_path / "job").exists()
+
+
+@pytest.mark.slow
+def test_an_exploding_run_is_diverged_and_a_single_run_exits_non_zero(tmp_path):
+    done = lmbench(tmp_path, "model=rnn", "model.emb_size=32", "model.hidden_size=32", "train.optimizer=sgd",
+                   "train.lr=1000", "train.clip=0", "train.max_epochs=1", "eval.bootstrap_samples=10", *TINY)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    (path,) = (tmp_path / "results").rglob("record.json")
+    record = json.loads(path.read_text())
+    assert record["status"] == "diverged" and record["diverged"], record.get("metrics")
+    assert "the run diverged" in done.stderr
+
+
+def test_a_valid_perplexity_above_the_vocabulary_is_diverged():
+    from lmbench.run import diverged
+
+    record, trained = {"metrics": {"valid": {"ppl": 1.2e8}}}, {"steps": 100}
+    assert "above the vocabulary size 10000" in diverged(record, trained, 10_000)
+    assert diverged({"metrics": {"valid": {"ppl": 120.0}}}, trained, 10_000) is None
+    assert diverged(record, {}, 10_000) is None  # a count-based model is not trained: it cannot diverge
+    assert "non-finite at step 7" in diverged(record, {"status": "diverged", "diverged_step": 7}, 10_000)
+
+
+# ---------------------------------------------------------------- 4. finished work thrown away
+def test_a_run_whose_oracle_floor_cannot_be_computed_keeps_its_record(tmp_path):
+    done = lmbench(tmp_path, "model=unigram", "corpus.train_tokens=40", "corpus.valid_tokens=40",
+                   "corpus.test_tokens=40")
+    assert done.returncode == 0, done.stderr
+    (path,) = (tmp_path / "results").rglob("record.json")
+    record = json.loads(path.read_text())
+    assert record["status"] == "ok" and record["floor"] is None
+    assert "model=oracle needs every delimiter" in record["floor_missing"]
+    again = lmbench(tmp_path, "model=unigram", "corpus.train_tokens=40", "corpus.valid_tokens=40",
+                    "corpus.test_tokens=40")
+    assert again.returncode == 0 and len(list((tmp_path / "results").rglob("record.json"))) == 1
+    assert "already finished" in again.stdout + again.stderr
+
+
+# ---------------------------------------------------------------- 5. refusals that damage
+def _snapshot(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_refused_resumes_and_reruns_leave_the_run_folder_untouched(tmp_path):
+    first = lmbench(tmp_path, *TINY_LSTM, f"hydra.run.dir={tmp_path / 'a'}")
+    assert first.returncode == 0, first.stderr
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    for name in ("checkpoint.pt", "job.json", ".hydra/config.yaml", ".hydra/overrides.yaml"):
+        (killed / name).parent.mkdir(exist_ok=True)
+        (killed / name).write_bytes((tmp_path / "a" / name).read_bytes())
+    before, finished = _snapshot(killed), _snapshot(tmp_path / "a")
+    other = [o.replace("hidden_size=8", "hidden_size=12") for o in TINY_LSTM]
+    refused(lmbench(tmp_path, *other, "train.resume=true", f"hydra.run.dir={killed}"),
+            "belongs to another run")
+    refused(lmbench(tmp_path, *TINY_LSTM, "force=true", f"hydra.run.dir={tmp_path / 'a'}"),
+            "already holds a finished run")
+    refused(lmbench(tmp_path, *TINY_LSTM, "train.resume=true", f"hydra.run.dir={tmp_path / 'empty'}"),
+            "No checkpoint at")
+    assert _snapshot(killed) == before and _snapshot(tmp_path / "a") == finished
+    assert not (tmp_path / "empty").exists()
+    resumed = lmbench(tmp_path, *TINY_LSTM, "train.resume=true", f"hydra.run.dir={killed}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert (killed / ".hydra" / "config.yaml").read_bytes() == before[".hydra/config.yaml"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_prints_one_line_and_the_same_command_resumes(tmp_path):
+    import signal
+    import time
+
+    job = ["model=lstm", "model.emb_size=16", "model.hidden_size=16", "train.max_epochs=50",
+           "train.patience=0", "corpus.train_tokens=20000", "corpus.valid_tokens=500",
+           "corpus.test_tokens=500", "eval.bootstrap_samples=10", f"results_dir={tmp_path / 'results'}"]
+    process = subprocess.Popen([sys.executable, "-m", "lmbench", *job], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not list((tmp_path / "results").rglob("checkpoint.pt")) and time.time() < deadline:
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in err
+    assert "Interrupted. The last epoch's checkpoint is kept: run the same command again" in err
+    assert not list((tmp_path / "results").rglob("record.json"))
+
+
+# ---------------------------------------------------------------- 6. unwritable or corrupt state
+def test_a_results_dir_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "results").write_text("not a folder")
+    refused(lmbench(tmp_path, "model=unigram", *TINY), "results_dir=", "is a file")
+
+
+def test_a_cache_that_is_a_file_costs_only_the_caching(tmp_path, monkeypatch, tiny_text_dir):
+    cache = tmp_path / "cache-file"
+    cache.write_text("")
+    monkeypatch.setenv("LMBENCH_CACHE", str(cache))
+    corpus = load_corpus(compose_config(*TINY).corpus)  # generated, used, not cached
+    assert len(corpus.train) == 3000
+    archive = tmp_path / "corpus.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(tiny_text_dir / "train.txt", "train.txt")
+    with pytest.raises(CorpusError, match="corpus cache .* cannot be written"):
+        load_corpus(compose_config("corpus=file", f"corpus.path={archive}").corpus)
+
+
+def test_records_that_parse_but_lack_keys_are_skipped_and_named(tmp_path):
+    good = run(compose_config("model=unigram", *TINY, f"results_dir={tmp_path}"), tmp_path / "good")
+    for name, content in {"list": "[1, 2]", "no_model": json.dumps({"id": "x", "status": "ok"}),
+                          "bad_corpus": json.dumps({**good, "corpus": "synthetic"}), "text": "{oops"}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "record.json").write_text(content)
+    found, skipped = records.collect(tmp_path)
+    assert [r["id"] for r in found] == [good["id"]] and len(skipped) == 4
+    assert any("no_model" in s and "model" in s for s in skipped)
+    assert len(records.write_tables(tmp_path)) == 2  # the run and its oracle floor
+
+
+def test_a_truncated_losses_file_is_read_as_missing(tmp_path):
+    record = run(compose_config("model=unigram", *TINY, f"results_dir={tmp_path}"), tmp_path / "job")
+    record["_path"] = str(tmp_path / "job" / "record.json")
+    assert len(records.read_losses(record)) == record["metrics"]["test"]["tokens"]
+    path = tmp_path / "job" / "test_losses.npy"
+    path.write_bytes(path.read_bytes()[:100])
+    assert records.read_losses(record) is None
+    np.save(path, np.zeros(3, dtype=np.float16))  # whole, but not this run's test split
+    assert records.read_losses(record) is None
+
+
+def test_sample_and_diagnose_refuse_corrupt_records_and_changed_corpora(tmp_path, tiny_text_dir, capsys):
+    cfg = compose_config(*TINY_LSTM[:4], "corpus=file", f"corpus.path={tiny_text_dir}", "corpus.level=word",
+                         f"results_dir={tmp_path}")
+    run_dir = tmp_path / "job"
+    run(cfg, run_dir)
+    (tiny_text_dir / "train.txt").write_text((tiny_text_dir / "train.txt").read_text() + "zebra\n")
+    with pytest.raises(SystemExit):
+        sample.main([str(run_dir), "--length", "3"])
+    assert "has changed since it ran" in capsys.readouterr().err
+    assert diagnose([str(run_dir), "what=gradients"]) == 1
+    assert "has changed since it ran" in capsys.readouterr().err
+    (run_dir / "record.json").write_text('{"id": "x"')
+    with pytest.raises(SystemExit):
+        sample.main([str(run_dir)])
+    assert "is not a readable lmbench record" in capsys.readouterr().err
+    assert diagnose([str(run_dir)]) == 1
+    assert "is not a readable lmbench record" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- 7. text and archives
+def _file_corpus(tmp_path, data: bytes, *overrides):
+    path = tmp_path / "text.txt"
+    path.write_bytes(data)
+    return load_corpus(compose_config("corpus=file", f"corpus.path={path}", "corpus.level=word",
+                                      *overrides).corpus)
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_token(tmp_path):
+    corpus = _file_corpus(tmp_path, ("\ufeff" + "the cat sat\n" * 200).encode())
+    assert "the" in corpus.vocab.stoi and "\ufeffthe" not in corpus.vocab.stoi
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_utf16_text_suggests_the_encoding_and_reads_with_it(tmp_path, encoding):
+    data = "the cat sat\n".encode(encoding) * 200
+    with pytest.raises(CorpusError, match="looks like UTF-16 text.*corpus.encoding=utf-16"):
+        _file_corpus(tmp_path, data)
+    if encoding == "utf-16":
+        assert "cat" in _file_corpus(tmp_path, data, "corpus.encoding=utf-16").vocab.stoi
+
+
+def test_a_typo_in_corpus_errors_or_encoding_names_that_key():
+    with pytest.raises(UserError, match="corpus.errors=replase is not an error handler"):
+        validate(compose_config("corpus=file", "corpus.path=x", "corpus.errors=replase"))
+    with pytest.raises(UserError, match="corpus.encoding=utf-9 is not a text encoding"):
+        validate(compose_config("corpus=file", "corpus.path=x", "corpus.encoding=utf-9"))
+
+
+def test_a_damaged_zip_is_a_clear_error_naming_the_users_file_and_leaves_nothing(tmp_path, isolated_cache):
+    archive = tmp_path / "corpus.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("train.txt", "the cat sat on the mat\n" * 2000)
+    data = bytearray(archive.read_bytes())
+    data[60:90] = bytes(30)  # inside the deflate stream
+    archive.write_bytes(bytes(data))
+    with pytest.raises(CorpusError, match=f"{archive} is not a readable archive"):
+        load_corpus(compose_config("corpus=file", f"corpus.path={archive}").corpus)
+    assert not list((isolated_cache / "unpacked").iterdir())
+
+
+def test_an_archive_lacking_a_split_names_the_archive_and_is_not_kept_unpacked(tmp_path, isolated_cache,
+                                                                               tiny_text_dir):
+    archive = tmp_path / "corpus.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for split in ("train", "valid"):
+            zf.write(tiny_text_dir / f"{split}.txt", f"mine/{split}.txt")
+    with pytest.raises(CorpusError, match=f"mine in {archive} is a folder but lacks test.txt"):
+        load_corpus(compose_config("corpus=file", f"corpus.path={archive}").corpus)
+    assert not list((isolated_cache / "unpacked").iterdir())
+
+
+# ---------------------------------------------------------------- 8. tools around runs
+def test_sample_top_k_above_the_vocabulary_keeps_every_token_and_bad_numbers_are_refused(tmp_path, capsys):
+    run_dir = tmp_path / "job"
+    run(compose_config("model=unigram", *TINY, f"results_dir={tmp_path}"), run_dir)
+    sample.main([str(run_dir), "--top-k", "1000000", "--length", "5"])
+    assert len(capsys.readouterr().out.split()) >= 4
+    for bad in (["--temperature", "nan"], ["--temperature", "inf"], ["--top-k", "0"], ["--length", "-1"]):
+        with pytest.raises(SystemExit):
+            sample.main([str(run_dir), *bad])
+        assert "must be finite numbers >= 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["distance=0", "tokens=0", "windows=-1", "rows=0", "show=0"])
+def test_diagnose_refuses_counts_below_one(tmp_path, option, capsys):
+    run_dir = tmp_path / "job"
+    run(compose_config("model=unigram", *TINY, f"results_dir={tmp_path}"), run_dir)
+    assert diagnose([str(run_dir), option]) == 1
+    assert "is out of range: it must be at least 1" in capsys.readouterr().err
