@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.colors import ListedColormap, to_hex  # noqa: E402
 from matplotlib.ticker import (  # noqa: E402
     EngFormatter,
     FuncFormatter,
@@ -23,8 +23,10 @@ from matplotlib.ticker import (  # noqa: E402
 )
 from matplotlib.transforms import Bbox  # noqa: E402
 
-FAMILY_COLOURS = {"gru": "#2ca02c", "lstm": "#1f77b4", "rnn": "#ff7f0e", "transformer": "#9467bd",
-                  "fnn": "#8c564b", "ngram": "#d62728", "unigram": "#7f7f7f", "oracle": "#000000"}
+from lmbench.diagnose.figures import FAMILY_COLOURS as DIAGNOSTICS_COLOURS  # noqa: E402
+
+# the diagnostics' palette, so that a family has one colour in every figure and table
+FAMILY_COLOURS = {family: to_hex(c) for family, c in DIAGNOSTICS_COLOURS.items()} | {"oracle": "#000000"}
 # significance matrix cells: the row model significantly better, worse, or not significantly different
 KIND_COLOURS = {"better": "#b9e3b0", "worse": "#f5b9b2", "ns": "#e4e4e4", "self": "#ffffff"}
 
@@ -33,7 +35,7 @@ def colour(family: str) -> str:
     """The family's colour: fixed for the built-in families, a stable pick from tab20 otherwise."""
     if family in FAMILY_COLOURS:
         return FAMILY_COLOURS[family]
-    return matplotlib.colors.to_hex(plt.get_cmap("tab20")(zlib.crc32(family.encode()) % 20))
+    return to_hex(plt.get_cmap("tab20")(zlib.crc32(family.encode()) % 20))
 
 
 def short_names(labels) -> tuple[dict, str]:
