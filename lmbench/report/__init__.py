@@ -130,7 +130,7 @@ def build(root: Path, out: Path | None = None) -> dict:
         intro=f"{len(records)} runs ({ok} ok)"
               + (f" of experiment={', '.join(experiments)}" if experiments else "")
               + f"; {len(skipped)} unreadable records skipped.",
-        findings=[line for group in groups for line in group.findings],
+        findings=[line for group in groups for line in group.findings] or ["No finished runs to compare."],
         flags=tables.flags(runs, warnings, skipped),
         groups=groups, details=tables.details(runs, pair_table, orders, out),
         diagnostics=diagnostics, environment=env)

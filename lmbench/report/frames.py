@@ -209,6 +209,7 @@ def budgets(runs: pd.DataFrame) -> dict:
     one device, or training to convergence. Count-based models have no budget."""
     found = {}
     for corpus, frame in runs.groupby("corpus"):
+        frame = frame[frame.status == "ok"] if (frame.status == "ok").any() else frame
         trained = frame[~frame.model.isin(COUNT_BASED)]
         minutes = sorted(set(trained.budget_min.dropna()))
         tokens = sorted(set(trained.budget_tokens.dropna()))
