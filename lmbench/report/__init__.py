@@ -152,6 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.root.is_dir():
         sys.exit(f"error: {args.root} is not a folder of run records.")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        sys.exit(f"error: --out {args.out} is a file; give a folder to write the report into.")
     result = build(args.root, args.out)
     out = args.out or args.root
     print(f"{result['records']} records -> {out / 'report.md'}, {out / 'report.html'}, "
