@@ -61,6 +61,11 @@ def bootstrap_mean_ci(losses: np.ndarray, samples: int, block: int, seed: int = 
     return float(low), float(high)
 
 
+def _exp(x: float) -> float:
+    """e**x, or inf past the float range (the perplexity of a model whose loss exploded)."""
+    return math.exp(x) if x < 709 else math.inf
+
+
 def metrics(losses: np.ndarray, chars: int, samples: int = 1000, block: int = 0) -> dict:
     """Summary metrics of per-token losses; ``chars`` is the split's underlying text length."""
     n = len(losses)
@@ -70,8 +75,8 @@ def metrics(losses: np.ndarray, chars: int, samples: int = 1000, block: int = 0)
     return {
         "tokens": n,
         "nll": nll,
-        "ppl": math.exp(nll),
-        "ppl_ci": [math.exp(low), math.exp(high)],
+        "ppl": _exp(nll),
+        "ppl_ci": [_exp(low), _exp(high)],
         "bits_per_token": nll / LN2,
         "bpc": nll / LN2 * per_char,
         "bpc_ci": [low / LN2 * per_char, high / LN2 * per_char],

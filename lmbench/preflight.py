@@ -48,6 +48,8 @@ def preflight(config, run_dir: Path | None) -> None:
         # an earlier run's folder (a resume): its .hydra/ stays as the command that made it wrote it
         with open_dict(config.hydra):
             config.hydra.output_subdir = None
+            if OmegaConf.select(config, "hydra.job_logging.handlers.file") is not None:
+                config.hydra.job_logging.handlers.file.delay = True  # no log file unless a line is logged
 
 
 def _refuse(error: UserError) -> None:

@@ -107,16 +107,19 @@ def check_run_folder(run_dir: Path, model, corpus: Corpus, cfg) -> None:
                         "without hydra.run.dir (a new folder).")
 
 
+DIVERGED_FACTOR = 2  # an untrained network sits near the uniform guess; twice it is not noise
+
+
 def diverged(record: dict, train_stats: dict, vocab_size: int) -> str | None:
     """Why a trained model's run did not train: a loss that turned non-finite, or a validation
-    perplexity above the vocabulary size (worse than guessing uniformly), or None. (A count-based
-    model can land above it honestly, when valid text differs from train: it is not trained.)"""
+    perplexity far above the vocabulary size (worse than guessing uniformly), or None. (A
+    count-based model can land above it honestly, when valid text differs from train.)"""
     if train_stats.get("status") == "diverged":
         return f"the training loss became non-finite at step {train_stats.get('diverged_step')}"
     valid = record["metrics"]["valid"]["ppl"]
-    if "steps" in train_stats and valid > vocab_size:
-        return (f"validation perplexity {valid:.4g} is above the vocabulary size {vocab_size}: worse "
-                "than a uniform guess (a learning rate too high?)")
+    if "steps" in train_stats and valid > DIVERGED_FACTOR * vocab_size:
+        return (f"validation perplexity {valid:.4g} is above {DIVERGED_FACTOR}x the vocabulary size "
+                f"{vocab_size}: far worse than a uniform guess (a learning rate too high?)")
     return None
 
 

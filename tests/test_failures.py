@@ -125,8 +125,10 @@ def test_a_valid_perplexity_above_the_vocabulary_is_diverged():
     from lmbench.run import diverged
 
     record, trained = {"metrics": {"valid": {"ppl": 1.2e8}}}, {"steps": 100}
-    assert "above the vocabulary size 10000" in diverged(record, trained, 10_000)
+    assert "above 2x the vocabulary size 10000" in diverged(record, trained, 10_000)
+    assert diverged({"metrics": {"valid": {"ppl": float("inf")}}}, trained, 10_000)
     assert diverged({"metrics": {"valid": {"ppl": 120.0}}}, trained, 10_000) is None
+    assert diverged({"metrics": {"valid": {"ppl": 10_100.0}}}, trained, 10_000) is None  # barely trained
     assert diverged(record, {}, 10_000) is None  # a count-based model is not trained: it cannot diverge
     assert "non-finite at step 7" in diverged(record, {"status": "diverged", "diverged_step": 7}, 10_000)
 
@@ -326,3 +328,13 @@ def test_diagnose_refuses_counts_below_one(tmp_path, option, capsys):
     run(compose_config("model=unigram", *TINY, f"results_dir={tmp_path}"), run_dir)
     assert diagnose([str(run_dir), option]) == 1
     assert "is out of range: it must be at least 1" in capsys.readouterr().err
+
+
+def test_report_out_naming_a_file_is_a_one_line_error(tmp_path):
+    results = tmp_path / "results"
+    run(compose_config("model=unigram", *TINY, f"results_dir={results}"), results / "job")
+    (tmp_path / "out.html").write_text("mine")
+    done = subprocess.run([sys.executable, "-m", "lmbench.report", str(tmp_path / "results"), "--out",
+                           str(tmp_path / "out.html")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "is a file; give a folder" in done.stderr and (tmp_path / "out.html").read_text() == "mine"
