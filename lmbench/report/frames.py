@@ -13,6 +13,7 @@ import pandas as pd
 from lmbench import published
 from lmbench.evaluate import bootstrap_mean_ci, paired_bootstrap
 from lmbench.jobs import settings_hash
+from lmbench.records import read_losses
 
 GROUP = ["corpus", "protocol", "fingerprint"]
 COUNT_BASED = ("ngram", "unigram", "oracle")  # estimated from counts: no training budget
@@ -38,8 +39,7 @@ def label_runs(records: list[dict]) -> None:
 
 
 def _losses(record: dict) -> np.ndarray | None:
-    path = Path(record["_path"]).parent / "test_losses.npy"
-    return np.load(path).astype(np.float64) if path.exists() else None
+    return read_losses(record)  # None when missing, truncated or not this record's test split
 
 
 def device_name(record: dict) -> str:
