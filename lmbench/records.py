@@ -171,8 +171,8 @@ def read_losses(record: dict):
 
 
 def _row(record: dict, test: dict, model: str) -> dict:
-    valid = record.get("metrics", {}).get("valid", {})
-    timing, memory = record.get("timing", {}), record.get("memory", {})
+    valid = (record.get("metrics") or {}).get("valid") or {}
+    timing, memory = record.get("timing") or {}, record.get("memory") or {}
     return {
         "model": model,
         "corpus": record["corpus"]["name"],
@@ -200,10 +200,10 @@ def table(records: list[dict]) -> pd.DataFrame:
     """One row per run, plus one floor row per corpus that has an exact oracle."""
     rows, floors = [], {}
     for record in records:
-        rows.append(_row(record, record.get("metrics", {}).get("test", {}), record["model"]))
+        rows.append(_row(record, (record.get("metrics") or {}).get("test") or {}, record["model"]))
         floor = record.get("floor")
         if floor:
-            key = (record["corpus"]["fingerprint"], record["config"].get("protocol"))
+            key = (record["corpus"].get("fingerprint"), record["config"].get("protocol"))
             floors.setdefault(key, _row(record, floor, "oracle (floor)") | {
                 "status": "ok", "valid_ppl": None, "seed": None, "params": None, "model_mb": None,
                 "peak_rss_mb": None, "train_s": None, "train_tok_s": None, "run": "-"})

@@ -218,14 +218,16 @@ def test_a_cache_that_is_a_file_costs_only_the_caching(tmp_path, monkeypatch, ti
 
 def test_records_that_parse_but_lack_keys_are_skipped_and_named(tmp_path):
     good = run(compose_config("model=unigram", *TINY, f"results_dir={tmp_path}"), tmp_path / "good")
+    nulls = {**good, "id": "nulls", "metrics": None, "memory": None}  # whole, but with empty sections
     for name, content in {"list": "[1, 2]", "no_model": json.dumps({"id": "x", "status": "ok"}),
-                          "bad_corpus": json.dumps({**good, "corpus": "synthetic"}), "text": "{oops"}.items():
+                          "bad_corpus": json.dumps({**good, "corpus": "synthetic"}), "text": "{oops",
+                          "nulls": json.dumps(nulls)}.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "record.json").write_text(content)
     found, skipped = records.collect(tmp_path)
-    assert [r["id"] for r in found] == [good["id"]] and len(skipped) == 4
+    assert sorted(r["id"] for r in found) == sorted([good["id"], "nulls"]) and len(skipped) == 4
     assert any("no_model" in s and "model" in s for s in skipped)
-    assert len(records.write_tables(tmp_path)) == 2  # the run and its oracle floor
+    assert len(records.write_tables(tmp_path)) == 3  # both runs and the oracle floor
 
 
 def test_a_truncated_losses_file_is_read_as_missing(tmp_path):
