@@ -62,13 +62,23 @@ def find_done(results_dir: Path, cfg_hash: str, fingerprint: str) -> Path | None
     return None
 
 
+def _unfinished(folder: Path) -> bool:
+    """No record yet (the job was killed), or a ``failed`` one (e.g. its launcher saw it cancelled)."""
+    try:
+        return json.loads((folder / RECORD_NAME).read_text()).get("status") == "failed"
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def adopt_partial(results_dir: Path, cfg_hash: str, fingerprint: str, run_dir: Path) -> Path | None:
-    """Copy the checkpoint of the latest killed run of the same job into ``run_dir``."""
+    """Copy the checkpoint of the latest killed or failed run of the same job into ``run_dir``."""
     partial = []
     for job in Path(results_dir).rglob(JOB_NAME):
         folder = job.parent
         if (folder != Path(run_dir) and job.relative_to(results_dir).parts[0] != REFERENCE_DIR
-                and not (folder / RECORD_NAME).exists() and (folder / CHECKPOINT).exists()
+                and _unfinished(folder) and (folder / CHECKPOINT).exists()
                 and _same_job(folder, cfg_hash, fingerprint)):
             partial.append(folder)
     if not partial:

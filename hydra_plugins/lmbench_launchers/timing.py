@@ -31,17 +31,16 @@ ConfigStore.instance().store(group="hydra/launcher", name="timing", node=TimingL
                              provider="lmbench")
 
 
-def _record_crash(job_cfg, run_dir: Path, overrides, returncode: int) -> None:
-    """A failed record for a job process that exited without writing one, so the sweep counts it."""
+def record_failure(job_cfg, run_dir: Path, overrides, launcher: str, message: str, **facts) -> None:
+    """A failed record for a job that ended without writing one, so the sweep counts it."""
     from omegaconf import OmegaConf
 
     from lmbench.records import write_record
     from lmbench.run import failed_record
 
     cfg = OmegaConf.masked_copy(job_cfg, [k for k in job_cfg if k != "hydra"])
-    job = {"command": " ".join(["lmbench", *overrides]), "sweep": True, "launcher": "TimingLauncher"}
-    write_record(failed_record(cfg, RuntimeError(f"the job's process exited with code {returncode} "
-                                                 f"before writing its record; see {run_dir}"), job), run_dir)
+    job = {"command": " ".join(["lmbench", *overrides]), "sweep": True, "launcher": launcher, **facts}
+    write_record(failed_record(cfg, RuntimeError(message), job), run_dir)
 
 
 class TimingLauncher(Launcher):
@@ -68,7 +67,9 @@ class TimingLauncher(Launcher):
                                working_dir=str(run_dir), task_name=str(job_cfg.hydra.job.name))
             record = run_dir / "record.json"
             if not record.exists():  # the job died before it could say so itself
-                _record_crash(job_cfg, run_dir, overrides, done.returncode)
+                record_failure(job_cfg, run_dir, overrides, "TimingLauncher",
+                               f"the job's process exited with code {done.returncode} before writing "
+                               f"its record; see {run_dir}")
             result.status = JobStatus.COMPLETED
             result._return_value = json.loads(record.read_text())["status"]
             results.append(result)
