@@ -22,7 +22,7 @@ BOOTSTRAP_SAMPLES = 1000
 
 def _variant(record: dict) -> str:
     """The job hash without the seed: runs of one variant are seeds of one model."""
-    return settings_hash(record.get("config", {}), "seed")[:6]
+    return settings_hash(record.get("config") or {}, "seed")[:6]
 
 
 def label_runs(records: list[dict]) -> None:
@@ -42,13 +42,12 @@ def _losses(record: dict) -> np.ndarray | None:
     return read_losses(record)  # None when missing, truncated or not this record's test split
 
 
-def device_name(record: dict) -> str:
-    """The GPU's name on CUDA, else the CPU's with its core count."""
+def device_name(record: dict) -> str | None:
+    """The GPU's name on CUDA, else the CPU's with its core count; None when not recorded."""
     hw = record.get("hardware") or {}
     if record.get("device") == "cuda" and hw.get("gpu"):
         return hw["gpu"]
-    return f"{hw.get('cpu') or 'unknown CPU'} ({hw.get('cores')} cores)" if hw.get("cores") else \
-        hw.get("cpu") or str(record.get("device"))
+    return f"{hw.get('cpu') or 'unknown CPU'} ({hw.get('cores')} cores)" if hw.get("cores") else hw.get("cpu")
 
 
 def log_path(record: dict) -> Path | None:
@@ -65,8 +64,9 @@ def log_path(record: dict) -> Path | None:
 def _runs(records: list[dict]) -> pd.DataFrame:
     rows = []
     for r in records:
-        test = r.get("metrics", {}).get("test", {})
-        job, memory, timing = r.get("job", {}), r.get("memory", {}), r.get("timing", {})
+        metrics = r.get("metrics") or {}
+        test, valid = metrics.get("test") or {}, metrics.get("valid") or {}
+        job, memory, timing = r.get("job") or {}, r.get("memory") or {}, r.get("timing") or {}
         train_cfg = r["config"].get("train") or {}
         counted = r["model"] in COUNT_BASED
         rows.append({
@@ -74,12 +74,12 @@ def _runs(records: list[dict]) -> pd.DataFrame:
             "level": r["corpus"].get("level"), "protocol": r["config"].get("protocol"),
             "fingerprint": (r["corpus"].get("fingerprint") or "")[:12],
             "seed": r["config"].get("seed"), "status": r["status"], "test_ppl": test.get("ppl"),
-            "test_bpc": test.get("bpc"), "valid_ppl": r.get("metrics", {}).get("valid", {}).get("ppl"),
+            "test_bpc": test.get("bpc"), "valid_ppl": valid.get("ppl"),
             "params": memory.get("parameters"), "model_mb": (memory.get("model_bytes") or 0) / 2**20,
             "peak_rss_mb": memory.get("peak_rss_mb"), "peak_cuda_mb": memory.get("peak_cuda_mb"),
             "train_s": timing.get("train_seconds"), "train_tok_s": timing.get("train_tokens_per_s"),
             "eval_tok_s": test.get("eval_tokens_per_s"), "wall_s": timing.get("wall_seconds"),
-            "hardware": f"{r.get('hardware', {}).get('cpu')} / {r.get('device')}",
+            "hardware": f"{(r.get('hardware') or {}).get('cpu')} / {r.get('device')}",
             "device_name": device_name(r),
             "budget_min": None if counted else train_cfg.get("max_minutes"),
             "budget_tokens": None if counted else train_cfg.get("max_tokens"),
@@ -184,11 +184,10 @@ def published_rows(records: list[dict]) -> pd.DataFrame:
             members.setdefault((r["_label"], r["corpus"]["name"]), []).append(r)
     rows = []
     for (label, corpus), runs in sorted(members.items()):
-        metrics = {split: {key: np.mean([m["metrics"][split][key] for m in runs])
-                           for key in runs[0]["metrics"][split]
-                           if all(isinstance(m["metrics"].get(split, {}).get(key), (int, float))
-                                  for m in runs)}
-                   for split in runs[0].get("metrics", {})}
+        found = [r.get("metrics") or {} for r in runs]
+        metrics = {split: {key: np.mean([m[split][key] for m in found]) for key in found[0][split] or {}
+                           if all(isinstance((m.get(split) or {}).get(key), (int, float)) for m in found)}
+                   for split in found[0]}
         rows.append({"model": label, "corpus": corpus,
                      **published.comparison({**runs[0], "metrics": metrics})})
     return pd.DataFrame(rows)
@@ -213,7 +212,7 @@ def budgets(runs: pd.DataFrame) -> dict:
         trained = frame[~frame.model.isin(COUNT_BASED)]
         minutes = sorted(set(trained.budget_min.dropna()))
         tokens = sorted(set(trained.budget_tokens.dropna()))
-        on = " / ".join(sorted(set(trained.device_name)))
+        on = " / ".join(sorted(set(trained.device_name.dropna()))) or "unrecorded hardware"
         if trained.empty:
             found[corpus] = "count-based models only (no training budget)"
         elif len(minutes) == 1 and trained.budget_min.notna().all():
@@ -233,7 +232,7 @@ def budgets(runs: pd.DataFrame) -> dict:
 def environment(records: list[dict]) -> tuple[dict, list[str]]:
     """What the runs ran on, and warnings where figures come from mixed sources."""
     env = {
-        "hardware": sorted({f"{r.get('hardware', {}).get('cpu')} ({r.get('hardware', {}).get('cores')} "
+        "hardware": sorted({f"{r['hardware'].get('cpu')} ({r['hardware'].get('cores')} "
                             f"cores) / {r.get('device')}" for r in records if r.get("hardware")}),
         "versions": [json.loads(v) for v in sorted({json.dumps(r.get("versions"), sort_keys=True)
                                                     for r in records if r.get("versions")})],

@@ -41,7 +41,8 @@ CAPTIONS = {"tradeoffs": "test perplexity against parameters and against trainin
                       "wall time",
             "significance": "the paired comparisons as a matrix",
             "ngram": "n-gram storage and sparsity against order"}
-NUMERIC = re.compile(r"^(< |± )?[−+]?[0-9][0-9.,]*( |%|$)")  # right-aligned: 233.5 [..], 46 k, ± 1.9
+# right-aligned cells: 233.5 [227.6, 238.5], 46 k tok/s, ± 1.9, < 0.002, −0.004 n.s., 2.5 min
+NUMERIC = re.compile(r"^(< |± )?[−+]?[0-9][0-9.,]*( ?(\[[^\]]*\]|k|M|G|%|s|min|h|MB|GB|tok/s|n\.s\.))*$")
 
 
 @dataclass

@@ -65,7 +65,7 @@ def megabytes(mb) -> str:
 
 def decimals(x: float) -> int:
     """Four significant digits for perplexities (``233.5``, ``5.071``), none past the point above 1000."""
-    return min(3, max(0, 3 - math.floor(math.log10(abs(x))))) if x else 1
+    return min(3, max(0, 3 - math.floor(math.log10(abs(x))))) if x and not _missing(x) else 1
 
 
 def perplexity(x, places: int | None = None) -> str:
@@ -125,8 +125,8 @@ def _budget_cell(rows: pd.DataFrame) -> str:
     budget = (f"{minutes.iloc[0]:g} min" if len(minutes) else
               f"{count(tokens.iloc[0])} tok" if len(tokens) else f"≤ {rows.max_epochs.max():g} epochs")
     stops = rows.stopped_by.dropna().map(lambda s: STOPPED.get(s, s)).value_counts()
-    if len(stops) == 1:
-        return f"{budget} · {stops.index[0]}"
+    if len(stops) <= 1:
+        return " · ".join([budget, *stops.index])
     return f"{budget} · " + ", ".join(f"{name} ×{n}" for name, n in sorted(stops.items()))
 
 
@@ -143,7 +143,8 @@ def leaderboard(summary: pd.DataFrame, runs: pd.DataFrame, published: pd.DataFra
         line = {"#": str(rank), "model": row.model,
                 "test perplexity [95% CI]": with_interval(row.test_ppl, row.ci_lo, row.ci_hi)}
         if several:
-            line["± sd"] = f"± {row.test_ppl_sd:.{places}f}" if row.seeds > 1 else MISSING
+            line["± sd"] = MISSING if row.seeds < 2 or _missing(row.test_ppl_sd) \
+                else f"± {row.test_ppl_sd:.{places}f}"
             line["seeds"] = str(row.seeds)
         line |= {"bpc": MISSING if _missing(row.test_bpc) else f"{row.test_bpc:.3f}",
                  "parameters": parameters[row.Index], "train time": duration(row.train_s),
@@ -193,7 +194,7 @@ def findings(group: Group, summary: pd.DataFrame, pair_rows: pd.DataFrame, floor
         score = f"{best.test_bpc:.3f} bits per character, {score}"
     lines = [f"**{group.title}** ({'characters' if group.level == 'char' else 'words'}): "
              f"**{best.model}** is best, {score}."]
-    if len(summary) > 1:
+    if len(summary) > 1 and not _missing(summary.iloc[1].test_ppl):
         second = summary.iloc[1]
         pair = _pair(pair_rows, best.model, second.model)
         margin = f"{100 * (1 - best.test_ppl / second.test_ppl):.1f}% lower perplexity than " \
