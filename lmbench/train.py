@@ -25,6 +25,7 @@ from lmbench import checkpoint
 from lmbench.corpora import Corpus
 from lmbench.errors import UserError
 from lmbench.evaluate import evaluate
+from lmbench.hardware import keep_freed_memory, resolve_precision
 from lmbench.models.neural import value
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ def _weights(model) -> dict:
 def train(model, corpus: Corpus, cfg, run_dir: Path) -> dict:
     """Train ``model`` on ``corpus.train`` under ``cfg.train``; returns the record's ``train`` section."""
     tc = cfg.train
+    keep_freed_memory()
     if tc.threads:
         torch.set_num_threads(tc.threads)
     model.to(torch.device(value(cfg.device)))
@@ -106,7 +108,8 @@ def train(model, corpus: Corpus, cfg, run_dir: Path) -> dict:
         raise UserError(f"{ckpt_path} already exists: pass train.resume=true to continue that run, "
                         "or use a new run folder.")
 
-    loop = Epoch(model, data, optimizer, tc, state)
+    precision = resolve_precision(value(tc.precision), model.device)
+    loop = Epoch(model, data, optimizer, tc, state, precision)
     diverged = None
     while state["epoch"] < tc.max_epochs and not state["finished"]:
         epoch = state["epoch"] + 1
@@ -145,14 +148,16 @@ def train(model, corpus: Corpus, cfg, run_dir: Path) -> dict:
                  seen / seconds, seconds + valid["eval_seconds"])
     if diverged is None and best_path.exists():
         model.net.load_state_dict(checkpoint.load(best_path)["model"])
-    return _stats(model, tc, state, diverged, loop.steps_per_epoch, (data.size(0) - 1) * tc.batch_size)
+    return _stats(model, tc, state, diverged, loop.steps_per_epoch, (data.size(0) - 1) * tc.batch_size,
+                  precision)
 
 
 class Epoch:
     """One pass over the parallel streams: teacher forcing, truncated BPTT, clipping, budgets."""
 
-    def __init__(self, model, data: torch.Tensor, optimizer, tc, state: dict):
+    def __init__(self, model, data: torch.Tensor, optimizer, tc, state: dict, precision: str):
         self.model, self.data, self.optimizer, self.tc, self.state = model, data, optimizer, tc, state
+        self.bf16 = precision == "bf16"
         self.params = list(model.net.parameters())
         self.seq = model.seq_len(tc.bptt)
         self.steps_per_epoch = math.ceil((data.size(0) - 1) / self.seq)
@@ -181,7 +186,7 @@ class Epoch:
                 self.set_lr(cosine_lr(tc, state["step"], self.total_steps))
             n = min(self.seq, last - i)
             x, y = data[i:i + n], data[i + 1:i + 1 + n]  # (T, B) inputs and next-token targets
-            with torch.autocast(model.device.type, torch.bfloat16, enabled=tc.bf16):
+            with torch.autocast(model.device.type, torch.bfloat16, enabled=self.bf16):
                 loss, hidden = model.chunk_loss(x, y, model.detach(hidden))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -216,7 +221,7 @@ class Epoch:
         return lr, losses, seen, time.perf_counter() - started, None
 
 
-def _stats(model, tc, state, diverged, steps_per_epoch, tokens_per_epoch) -> dict:
+def _stats(model, tc, state, diverged, steps_per_epoch, tokens_per_epoch, precision) -> dict:
     history = state["history"]
     seconds = sum(h["train_seconds"] for h in history)
     steps = state["step"]
@@ -238,6 +243,7 @@ def _stats(model, tc, state, diverged, steps_per_epoch, tokens_per_epoch) -> dic
         "grad_norm_max": state["norm_max"],
         "clipped_fraction": state["clipped"] / steps if steps else None,
         "clip": tc.clip,
+        "precision": precision,
         "flops_per_token_forward": model.flops_per_token(),
         "flops_per_token_train": 3 * model.flops_per_token(),
         **model.eval_info(),

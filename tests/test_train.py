@@ -7,13 +7,16 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from omegaconf import OmegaConf
 from test_neural import build, one_thread, tiny_config  # noqa: F401 (one_thread: autouse)
 
-from lmbench import checkpoint
+from lmbench import checkpoint, hardware
 from lmbench.config import validate
 from lmbench.corpora import load_corpus
 from lmbench.errors import UserError
+from lmbench.hardware import resolve_precision
+from lmbench.models.neural import LinearCrossEntropy
 from lmbench.train import cosine_lr, epoch_lr
 
 
@@ -113,12 +116,39 @@ def test_schedules():
     assert cosine_lr(tc, 60, 110) == pytest.approx(0.5) and cosine_lr(tc, 110, 110) == pytest.approx(0)
 
 
-@pytest.mark.parametrize("family", ["lstm", "transformer"])
-def test_bf16_autocast_trains(family, tiny_word_corpus, tiny_text_dir, tmp_path):
-    cfg = tiny_config(family, tiny_text_dir, "train.bf16=true", "train.max_epochs=2")
+@pytest.mark.parametrize("family", ["fnn", "lstm", "transformer"])
+def test_bf16_trains_and_is_recorded(family, tiny_word_corpus, tiny_text_dir, tmp_path):
+    cfg = tiny_config(family, tiny_text_dir, "train.precision=bf16", "train.max_epochs=2")
     model, stats = fit(tiny_word_corpus, cfg, tmp_path, family)
+    assert stats["precision"] == "bf16"
     assert stats["valid_ppl_history"][1] < stats["valid_ppl_history"][0]
     assert np.all(np.isfinite(model.log_probs(tiny_word_corpus.test, np.array([0]), 8)))
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch):
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx2", "avx512f"})
+    assert resolve_precision("auto", cpu) == "fp32"
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    assert resolve_precision("auto", cpu) == "bf16"
+    assert resolve_precision("auto", torch.device("mps")) == "fp32"
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_fused_bf16_loss_matches_float32_cross_entropy(bias):
+    torch.manual_seed(0)
+    features = torch.randn(64, 32, requires_grad=True)
+    weight = (0.3 * torch.randn(500, 32)).requires_grad_()
+    b = (0.1 * torch.randn(500)).requires_grad_() if bias else None
+    targets = torch.randint(0, 500, (64,))
+    reference = F.cross_entropy(F.linear(features, weight, b), targets)
+    expected = torch.autograd.grad(2 * reference, [features, weight] + ([b] if bias else []))
+    loss = LinearCrossEntropy.apply(features, weight, b, targets)
+    got = torch.autograd.grad(2 * loss, [features, weight] + ([b] if bias else []))
+    assert loss.dtype == torch.float32 and abs(loss.item() - reference.item()) < 0.02
+    for g, e in zip(got, expected):
+        assert g.dtype == e.dtype and torch.allclose(g, e, rtol=0.05, atol=0.02 * e.abs().max().item())
 
 
 @pytest.mark.parametrize("override, message", [

@@ -48,11 +48,23 @@ class FNNNet(nn.Module):
         self.direct = nn.Linear(width, vocab_size, bias=False) if cfg.direct else None
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, context: torch.Tensor) -> torch.Tensor:
-        # context: (..., n-1) ids -> logits (..., V)
+    def layers(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # context: (..., n-1) ids -> the concatenated embeddings x and the hidden layer's output
         x = self.drop(self.embed(context).flatten(-2))  # (..., (n-1) m)
-        logits = self.out(self.drop(torch.tanh(self.hidden(x))))
+        return x, self.drop(torch.tanh(self.hidden(x)))
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        x, h = self.layers(context)
+        logits = self.out(h)  # (..., V)
         return logits if self.direct is None else logits + self.direct(x)
+
+    def decoder_input(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The output layer as one matrix product: features [h, x] and weight [U, W] (direct
+        connections included), so the fused bf16 loss sees a single decoder."""
+        x, h = self.layers(context)
+        if self.direct is None:
+            return h, self.out.weight
+        return torch.cat([h, x], -1), torch.cat([self.out.weight, self.direct.weight], 1)
 
 
 @register("fnn")
@@ -80,8 +92,13 @@ class FNN(NeuralModel):
         # x, y: (T, B); state: the previous n-1 tokens of each stream, (n-1, B)
         full = torch.cat([state, x])  # (n-1+T, B)
         windows = full.unfold(0, self.context, 1)[1:]  # (T, B, n-1): the n-1 tokens up to each x
-        logits = self.net(windows)  # (T, B, V)
-        return F.cross_entropy(logits.reshape(-1, self.vocab_size), y.reshape(-1)), full[-self.context:]
+        if torch.is_autocast_enabled(x.device.type):  # bf16: one fused decoder and loss
+            features, weight = self.net.decoder_input(windows)
+            loss = self.decoder_loss(features, weight, self.net.out.bias, y)
+        else:
+            logits = self.net(windows)  # (T, B, V)
+            loss = F.cross_entropy(logits.reshape(-1, self.vocab_size), y.reshape(-1))
+        return loss, full[-self.context:]
 
     def _score(self, tokens, spans, batch_size):
         # Every position's context, with slots before its span's start padded: (N, n-1).

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lmbench.corpora import Corpus
@@ -46,6 +47,39 @@ def check_positive(cfg, *keys: str) -> None:
     for key in keys:
         if cfg[key] < 1:
             raise UserError(f"model.{key}={cfg[key]} is out of range: it must be at least 1.")
+
+
+class LinearCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of the logits ``features @ weight.T + bias`` against ``targets``, fused for
+    bf16 training: bf16 matrix products (the bias as one more column, so its gradient comes out of
+    the weight's product), a float32 softmax, and the logits' gradient (softmax minus one-hot) formed
+    in the forward pass. The (tokens x vocabulary) logits are made and read once, instead of passing
+    through autocast's log-softmax, NLL and their backward kernels."""
+
+    @staticmethod
+    def forward(ctx, features, weight, bias, targets):
+        n, width = features.shape
+        x = features.new_ones((n, width + (bias is not None)), dtype=torch.bfloat16)
+        w = weight.new_empty((len(weight), x.size(1)), dtype=torch.bfloat16)
+        x[:, :width], w[:, :width] = features, weight
+        if bias is not None:
+            w[:, width] = bias
+        p = torch.softmax(torch.mm(x, w.t()).float(), -1)  # (N, V) float32
+        rows = torch.arange(n, device=p.device)
+        loss = -p[rows, targets].clamp_min(torch.finfo(p.dtype).tiny).log().mean()
+        p[rows, targets] -= 1  # n x (d loss / d logits)
+        ctx.width, ctx.has_bias = width, bias is not None
+        ctx.save_for_backward(x, w, p.to(torch.bfloat16))
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        x, w, grad_logits = ctx.saved_tensors
+        scale = grad_loss / len(x)
+        grad_features = (grad_logits @ w)[:, :ctx.width].float().mul_(scale)
+        grad_weight = (grad_logits.t() @ x).float().mul_(scale)  # (V, width [+ 1 for the bias])
+        bias = grad_weight[:, ctx.width] if ctx.has_bias else None
+        return grad_features, grad_weight[:, :ctx.width], bias, None
 
 
 class NeuralModel:
@@ -130,6 +164,18 @@ class NeuralModel:
         return 0
 
     # ---------------------------------------------------------------- helpers for families
+    def decoder_loss(self, features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                     targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of the decoder's logits ``features @ weight.T + bias``: under bf16
+        autocast the fused ``LinearCrossEntropy``, otherwise plain float32 ``F.linear`` and
+        ``F.cross_entropy``."""
+        if torch.is_autocast_enabled(features.device.type):
+            with torch.autocast(features.device.type, enabled=False):
+                return LinearCrossEntropy.apply(features.reshape(-1, features.size(-1)), weight, bias,
+                                                targets.reshape(-1))
+        logits = F.linear(features, weight, bias)
+        return F.cross_entropy(logits.reshape(-1, self.vocab_size), targets.reshape(-1))
+
     def _tensor(self, array) -> torch.Tensor:
         return torch.as_tensor(np.asarray(array), dtype=torch.long, device=self.device)
 

@@ -87,12 +87,19 @@ class RecurrentNet(nn.Module):
                 getattr(self.rnn, f"bias_ih_l{layer}").data[h:2 * h] = cfg.forget_bias
                 getattr(self.rnn, f"bias_hh_l{layer}").data[h:2 * h] = 0.0
 
-    def forward(self, x: torch.Tensor, state):
-        # x: (T, B) ids; state: (layers, B, H), a pair of them for the LSTM, or None for zeros
+    def features(self, x: torch.Tensor, state):
+        """The decoder's input (T, B, H) and the new state, for x: (T, B) ids and state: (layers, B, H),
+        a pair of them for the LSTM, or None for zeros."""
         e = self.drop(self.encoder(x))  # (T, B, E)
         h, state = self.rnn(e, state)  # (T, B, H)
-        weight = self.encoder.weight[:self.n_out] if self.decoder is None else self.decoder.weight
-        return F.linear(self.drop(h), weight, self.decoder_bias), state  # (T, B, V)
+        return self.drop(h), state
+
+    def decoder_weight(self) -> torch.Tensor:
+        return self.encoder.weight[:self.n_out] if self.decoder is None else self.decoder.weight
+
+    def forward(self, x: torch.Tensor, state):
+        h, state = self.features(x, state)
+        return F.linear(h, self.decoder_weight(), self.decoder_bias), state  # (T, B, V)
 
 
 class Recurrent(NeuralModel):
@@ -124,8 +131,8 @@ class Recurrent(NeuralModel):
         return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
 
     def chunk_loss(self, x, y, state):
-        logits, state = self.net(x, state)
-        return F.cross_entropy(logits.view(-1, self.vocab_size), y.reshape(-1)), state
+        h, state = self.net.features(x, state)
+        return self.decoder_loss(h, self.net.decoder_weight(), self.net.decoder_bias, y), state
 
     def _tied_flops(self) -> int:
         return 2 * self.vocab_size * self.cfg.hidden_size if self.cfg.tie_weights else 0

@@ -77,13 +77,19 @@ class GPT(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (B, T) ids, T <= context, x[:, 0] = <bos> -> logits (B, T, V) for the token after each
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The decoder's input (B, T, d) for x: (B, T) ids, T <= context, x[:, 0] = <bos>."""
         positions = torch.arange(x.size(1), device=x.device)
         h = self.drop(self.tok(x) + self.pos(positions))  # (B, T, d)
         for block in self.blocks:
             h = block(h)
-        return F.linear(self.ln(h), self.tok.weight[:self.vocab_size])  # tied output embedding
+        return self.ln(h)
+
+    def decoder_weight(self) -> torch.Tensor:
+        return self.tok.weight[:self.vocab_size]  # tied output embedding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.features(x), self.decoder_weight())  # (B, T, V): the token after each
 
 
 @register("transformer")
@@ -125,9 +131,9 @@ class Transformer(NeuralModel):
         # prediction at <bos> is trained too.
         x, y = x.t(), y.t()  # (B, T)
         bos = torch.full_like(x[:, :1], self.bos)
-        logits = self.net(torch.cat([bos, x], 1))  # (B, T+1, V)
+        features = self.net.features(torch.cat([bos, x], 1))  # (B, T+1, d)
         targets = torch.cat([x[:, :1], y], 1)  # (B, T+1)
-        return F.cross_entropy(logits.reshape(-1, self.vocab_size), targets.reshape(-1)), state
+        return self.decoder_loss(features, self.net.decoder_weight(), None, targets), state
 
     def _windows(self, spans):
         """Per window: (position of its first real token, first and last+1 positions it scores).
