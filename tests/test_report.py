@@ -159,3 +159,13 @@ def test_a_gpu_budget_names_the_gpu_and_mixed_hardware_is_flagged_first(tmp_path
     assert "**Compares:** equal budget: 2.5 min of training per family on NVIDIA H100 80GB HBM3" in md
     findings = md.split("## Findings")[1].split("## ")[0]
     assert "**Warning: Runs come from more than one machine/device" in findings
+
+
+def test_a_record_with_null_sections_is_listed_without_breaking_the_report(tmp_path):
+    sweep = _reference_runs(tmp_path, ["9_lstm_synthetic_s0", "12_gru_synthetic_s0"])
+    _edit(sweep / "9_lstm_synthetic_s0", lambda r: r.update(
+        metrics=None, memory=None, timing=None, hardware=None, job=None, train=None))
+    result = build(sweep)
+    board = result["console"].split("\n\n")[1].splitlines()
+    assert board[3].split()[:3] == ["1", "gru", "231.9"] and board[4].split()[:3] == ["2", "lstm", "–"]
+    assert "on Intel(R) Xeon(R) Processor (2 cores)" in result["console"].splitlines()[0]
