@@ -27,8 +27,10 @@ from lmbench.diagnose.figures import FAMILY_COLOURS as DIAGNOSTICS_COLOURS  # no
 
 # the diagnostics' palette, so that a family has one colour in every figure and table
 FAMILY_COLOURS = {family: to_hex(c) for family, c in DIAGNOSTICS_COLOURS.items()} | {"oracle": "#000000"}
-# significance matrix cells: the row model significantly better, worse, or not significantly different
-KIND_COLOURS = {"better": "#b9e3b0", "worse": "#f5b9b2", "ns": "#e4e4e4", "self": "#ffffff"}
+# significance matrix cells: the row model significantly better, worse, not significantly different,
+# not tested (no per-token losses), or itself
+KIND_COLOURS = {"better": "#b9e3b0", "worse": "#f5b9b2", "ns": "#e4e4e4", "none": "#ffffff",
+                "self": "#ffffff"}
 
 
 def colour(family: str) -> str:

@@ -111,7 +111,7 @@ class Group:
     leaderboard: pd.DataFrame
     families: list[str]
     matrix: pd.DataFrame
-    matrix_kind: pd.DataFrame  # "better", "worse", "ns" or "self": the row model against the column's
+    matrix_kind: pd.DataFrame  # "better", "worse", "ns", "none" or "self": the row model against the column's
     matrix_note: pd.DataFrame  # interval and p-value of each cell
     findings: list[str] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
@@ -165,10 +165,13 @@ def leaderboard(summary: pd.DataFrame, runs: pd.DataFrame, published: pd.DataFra
 
 
 def matrix(order: list[str], pair_rows: pd.DataFrame) -> tuple[pd.DataFrame, ...]:
-    """Row minus column, mean test loss in nats/token, for every pair; with each cell's kind."""
-    text = pd.DataFrame(MISSING, index=order, columns=order)
-    kind = pd.DataFrame("self", index=order, columns=order)
+    """Row minus column, mean test loss in nats/token, for every pair; with each cell's kind
+    (``none`` where there is no paired test: per-token losses missing)."""
+    text = pd.DataFrame("no test", index=order, columns=order)
+    kind = pd.DataFrame("none", index=order, columns=order)
     note = pd.DataFrame("", index=order, columns=order)
+    for model in order:
+        text.loc[model, model], kind.loc[model, model] = MISSING, "self"
     for pair in pair_rows.itertuples():
         for row, col, sign in ((pair.model_a, pair.model_b, 1), (pair.model_b, pair.model_a, -1)):
             if row not in order or col not in order:
