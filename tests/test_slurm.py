@@ -18,15 +18,23 @@ import pytest
 from conftest import ROOT
 from test_app import SMALL
 
-pytestmark = [
-    pytest.mark.slurm, pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("sbatch") is None, reason="SLURM is not installed (no sbatch): "
-                       "scripts/slurm-local.sh sets up a one-node cluster (as root, on Debian/Ubuntu)"),
-]
 
-# 2 families x 2 seeds, 10 epochs of ~0.6 s each: long enough to be cancelled half way
-SWEEP = ["-m", "hydra/launcher=slurm", "model=lstm,gru", "seed=0,1", *SMALL, "corpus.train_tokens=10000",
-         "train.max_epochs=10", "train.patience=0"]
+def _no_cluster() -> str | None:
+    """Why the slurm tests cannot run here, if they cannot."""
+    if shutil.which("sbatch") is None:
+        return "SLURM is not installed (no sbatch): scripts/slurm-local.sh sets up a one-node cluster"
+    if subprocess.run(["sinfo"], capture_output=True).returncode != 0:
+        return "no SLURM controller answers (sinfo fails): scripts/slurm-local.sh starts one"
+    return None
+
+
+NO_CLUSTER = _no_cluster()
+pytestmark = [pytest.mark.slurm, pytest.mark.slow,
+              pytest.mark.skipif(NO_CLUSTER is not None, reason=str(NO_CLUSTER))]
+
+# 10 epochs of ~0.6 s: a job cancelled after its first one is still training when SLURM kills it
+JOB = [*SMALL, "corpus.train_tokens=10000", "train.max_epochs=10", "train.patience=0"]
+SWEEP = ["-m", "hydra/launcher=slurm", "model=lstm,gru", "seed=0,1", *JOB]
 
 
 class Sweep:
@@ -98,7 +106,8 @@ def _test_metrics(record: dict) -> dict:
 
 
 def test_a_cancelled_job_fails_the_sweep_and_the_rerun_resumes_it_to_identical_metrics(cluster, four_jobs):
-    sweep = cluster.start(*SWEEP)
+    lstm_sweep = ["-m", "hydra/launcher=slurm", "model=lstm", "seed=0,1", *JOB]  # the 4-job sweep's lstm jobs
+    sweep = cluster.start(*lstm_sweep)
     deadline = time.monotonic() + 300
     while not (found := list(cluster.results.glob("sweeps/*/1_lstm_synthetic_s1/checkpoint.pt"))):
         assert sweep.poll() is None and time.monotonic() < deadline, "lstm seed 1 never checkpointed"
@@ -107,18 +116,18 @@ def test_a_cancelled_job_fails_the_sweep_and_the_rerun_resumes_it_to_identical_m
     (task,) = (first_dir / "slurm").glob("*_1")  # the sweep is one array: job 1 is task 1
     subprocess.run(["scancel", task.name], check=True)
     code, out, err = cluster.finish(sweep)
-    assert code == 1 and "1 failed, 0 diverged of 4 jobs" in err
+    assert code == 1 and "1 failed, 0 diverged of 2 jobs" in err
     first = cluster.records(first_dir)
     cancelled = first.pop(("lstm", 1))
     assert cancelled["status"] == "failed" and "CANCELLED" in cancelled["error"]
     assert cancelled["job"]["slurm_job_id"] == task.name
     assert (first_dir / cancelled["job"]["log"]).is_file()
-    assert [r["status"] for r in first.values()] == ["ok"] * 3
+    assert first[("lstm", 0)]["status"] == "ok"
 
-    code, out, err = cluster.run(*SWEEP)
+    code, out, err = cluster.run(*lstm_sweep)
     assert code == 0, err
     (second_dir,) = set((cluster.results / "sweeps").iterdir()) - {first_dir}
-    (resumed,) = cluster.records(second_dir).values()  # the 3 finished jobs were skipped
+    (resumed,) = cluster.records(second_dir).values()  # the finished job was skipped
     assert resumed["resumed_from"] == str(first_dir / "1_lstm_synthetic_s1")
     uninterrupted = four_jobs[4][("lstm", 1)]
     assert _test_metrics(resumed) == _test_metrics(uninterrupted)
