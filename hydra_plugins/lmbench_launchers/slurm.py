@@ -134,7 +134,6 @@ class SlurmLauncher(BaseSubmititLauncher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         import submitit
-        from submitit.core.utils import FailedJobError, UncompletedJobError
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -161,28 +160,29 @@ class SlurmLauncher(BaseSubmititLauncher):
                 log.info("\t#%d : %s (SLURM job %s, %d CPU, %d GB)", n,
                          " ".join(filter_overrides(jobs[i]["overrides"])), slurm_job.job_id, cpus, mem_gb)
         try:
-            return [self._result(job, sweep_dir, (FailedJobError, UncompletedJobError)) for job in jobs]
+            return [self._result(job, sweep_dir) for job in jobs]
         except KeyboardInterrupt:
             for job in jobs:
                 job["slurm"].cancel(check=False)
             raise
 
-    def _result(self, job: dict, sweep_dir: Path, uncompleted) -> JobReturn:
+    def _result(self, job: dict, sweep_dir: Path) -> JobReturn:
         """The job's return, or for a job that ended without one a failed record saying how."""
-        slurm_job = job["slurm"]
+        from submitit.core.utils import FailedJobError, UncompletedJobError
+
+        slurm_job, run_dir = job["slurm"], job["run_dir"]
         try:
             return slurm_job.results()[0]
-        except uncompleted:
+        except (FailedJobError, UncompletedJobError):
             pass
-        run_dir, log_path = job["run_dir"], Path(slurm_job.paths.stdout)
-        relative_log = os.path.relpath(log_path, sweep_dir)
         if not (run_dir / "record.json").exists():
+            log_path = Path(slurm_job.paths.stdout)
             state = slurm_job.watcher.get_state(slurm_job.job_id, mode="force")
             how = _last_words(log_path)
             record_failure(job["cfg"], run_dir, job["overrides"], "SlurmLauncher",
                            f"SLURM job {slurm_job.job_id} ended as {state} before the run wrote its "
-                           f"record{f' ({how})' if how else ''}; its log: {sweep_dir / relative_log}",
-                           slurm_job_id=slurm_job.job_id, log=relative_log)
+                           f"record{f' ({how})' if how else ''}; its log: {log_path}",
+                           slurm_job_id=slurm_job.job_id, log=os.path.relpath(log_path, sweep_dir))
         result = JobReturn(overrides=job["overrides"], cfg=job["cfg"], hydra_cfg=self.config,
                            working_dir=str(run_dir), task_name=str(job["cfg"].hydra.job.name))
         result.status = JobStatus.COMPLETED
