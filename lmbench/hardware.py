@@ -1,11 +1,22 @@
-"""What the machine can do for training: whether it multiplies bf16 natively, so ``train.precision=auto``
-picks bf16 only where it is faster."""
+"""What the machine can do for training: whether it multiplies bf16 natively (so
+``train.precision=auto`` picks bf16 only where it is faster), and its matmul peak (so a record can
+say what fraction of the machine a run used)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import math
+import platform
+import time
 from pathlib import Path
 
 import torch
+
+log = logging.getLogger(__name__)
+_peaks: dict[str, dict] = {}  # this process's measurements, by key
+PEAK_SIZE = 512  # square matmul of the peak benchmark: 0.27 GFLOP, milliseconds per product
 
 BF16_CPU_FLAGS = {"amx_bf16", "avx512_bf16"}  # x86 features with native bf16 dot products
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
@@ -51,3 +62,63 @@ def keep_freed_memory() -> None:
         return
     mallopt(M_MMAP_THRESHOLD, 1 << 30)
     mallopt(M_TRIM_THRESHOLD, 1 << 30)
+
+
+def _processor(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def measure_peak(device: torch.device, dtype: torch.dtype, size: int = PEAK_SIZE, reps: int = 8) -> float:
+    """FLOP/s of the fastest of ``reps`` (size x size) @ (size x size) products: the matmul peak a
+    training step can hope for. On a CPU the time is the process's CPU time over its threads, so
+    other processes sharing the machine lower the figure little."""
+    a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
+    clock = time.perf_counter if device.type != "cpu" else time.process_time
+    threads = torch.get_num_threads() if device.type == "cpu" else 1
+    best = math.inf
+    for _ in range(reps + 1):  # the first one warms up
+        sync(device)
+        start = clock()
+        a @ b
+        sync(device)
+        best = min(best, (clock() - start) / threads)
+    return 2 * size ** 3 / best
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device: torch.device) -> dict:
+    """{"fp32": FLOP/s, "bf16": FLOP/s} of this machine's matmul at the current thread count,
+    measured once and cached beside the corpus cache under a key of the hardware, the thread count
+    and the torch version (a second later run reads it)."""
+    from lmbench.corpora.fetch import cache_dir
+    from lmbench.records import atomic_write_text
+
+    threads = torch.get_num_threads() if device.type == "cpu" else 0
+    key = f"{_processor(device)}|{device.type}|{threads}|{torch.__version__}"
+    if key in _peaks:
+        return _peaks[key]
+    path = cache_dir() / "machine" / f"peak-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    try:
+        _peaks[key] = json.loads(path.read_text())["peak"]
+        return _peaks[key]
+    except (OSError, ValueError, KeyError):
+        pass
+    peak = _peaks[key] = {"fp32": measure_peak(device, torch.float32),
+                          "bf16": measure_peak(device, torch.bfloat16)}
+    try:
+        atomic_write_text(path, json.dumps({"key": key, "peak": peak}, indent=2))
+    except Exception as exc:  # an unwritable cache only costs the next run this measurement
+        log.warning("could not cache the matmul peak in %s: %s", path, exc)
+    return peak

@@ -25,7 +25,7 @@ from lmbench import checkpoint
 from lmbench.corpora import Corpus
 from lmbench.errors import UserError
 from lmbench.evaluate import evaluate
-from lmbench.hardware import keep_freed_memory, resolve_precision
+from lmbench.hardware import keep_freed_memory, matmul_peak, resolve_precision
 from lmbench.models.neural import value
 
 log = logging.getLogger(__name__)
@@ -245,9 +245,19 @@ def _stats(model, tc, state, diverged, steps_per_epoch, tokens_per_epoch, precis
         "clip": tc.clip,
         "precision": precision,
         "flops_per_token_forward": model.flops_per_token(),
-        "flops_per_token_train": 3 * model.flops_per_token(),
+        "flops_per_token_train": 3 * model.flops_per_token(),  # forward, and twice that backward
+        **_utilisation(model, state["tokens"] / seconds if seconds else None, precision),
         **model.eval_info(),
     }
     if diverged is not None:
         stats.update(status="diverged", diverged_step=diverged)
     return stats
+
+
+def _utilisation(model, tokens_per_s: float | None, precision: str) -> dict:
+    """Training FLOP/s achieved, and as a fraction of this machine's matmul peak at the precision
+    trained in (see lmbench/hardware.py)."""
+    peak = matmul_peak(model.device)[precision]
+    achieved = 3 * model.flops_per_token() * tokens_per_s if tokens_per_s else None
+    return {"peak_flops_per_s": peak, "achieved_flops_per_s": achieved,
+            "peak_fraction": achieved / peak if achieved else None}

@@ -59,6 +59,9 @@ def test_each_family_beats_the_unigram(family, tiny_word_corpus, tiny_text_dir, 
     assert stats["epochs"] == 3 and stats["train_tokens_per_s"] > 0
     assert stats["valid_ppl_history"][-1] < stats["valid_ppl_history"][0]
     assert stats["flops_per_token_forward"] > 0 and 0 <= stats["clipped_fraction"] <= 1
+    achieved = stats["flops_per_token_train"] * stats["train_tokens_per_s"]
+    assert stats["achieved_flops_per_s"] == pytest.approx(achieved)
+    assert 0 < stats["peak_fraction"] < 1 and stats["peak_flops_per_s"] > stats["achieved_flops_per_s"]
 
 
 @pytest.mark.parametrize("level", ["word", "char"])

@@ -135,6 +135,20 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
     assert resolve_precision("auto", torch.device("mps")) == "fp32"
 
 
+def test_matmul_peak_is_measured_once_and_cached_by_hardware(isolated_cache, monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(hardware, "_peaks", {})  # as in a fresh process
+    peak = hardware.matmul_peak(cpu)
+    assert 1e8 < peak["fp32"] < 1e15 and 1e8 < peak["bf16"] < 1e15
+    [cached] = (isolated_cache / "machine").glob("peak-*.json")
+    monkeypatch.setattr(hardware, "_peaks", {})  # a new process reads the file, measuring nothing
+    monkeypatch.setattr(hardware, "measure_peak", lambda *a: pytest.fail("measured again"))
+    assert hardware.matmul_peak(cpu) == peak
+    torch.set_num_threads(2)  # another thread count is another key
+    with pytest.raises(pytest.fail.Exception, match="measured again"):
+        hardware.matmul_peak(cpu)
+
+
 @pytest.mark.parametrize("bias", [True, False])
 def test_fused_bf16_loss_matches_float32_cross_entropy(bias):
     torch.manual_seed(0)
