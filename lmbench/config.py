@@ -164,9 +164,10 @@ class TrainConfig:
     decay_start: int = 4
     warmup_steps: int = 0
     patience: int = 3  # epochs without validation improvement before stopping; 0 disables
-    # torch CPU threads; 0 = torch's default (one per core). 1 by default: small models gain little from
-    # more, and several jobs (parallel sweeps, CI) each spinning 2+ threads on 2 cores run 5-10x slower
-    threads: int = 1
+    # torch CPU threads: auto = this job's share of the cores (all of them for a job alone, divided among
+    # the lmbench jobs running at once, e.g. under joblib / submitit_local); 0 = torch's default (one per
+    # core); a number = that many (several jobs each spinning 2+ threads on 2 cores run 5-10x slower)
+    threads: Any = "auto"
     # bf16 autocast for the training forward and backward passes where the hardware multiplies bf16
     # natively (auto: AMX / AVX512-BF16 CPUs, Ampere+ GPUs); scoring stays float32 whatever this is
     precision: Precision = Precision.auto
@@ -274,7 +275,8 @@ RANGE_CHECKS = [
     ("train.decay_start", *_size(0)),
     ("train.warmup_steps", *_size(0)),
     ("train.patience", lambda v: v >= 0, ">= 0 (0 disables early stopping)"),
-    ("train.threads", lambda v: 0 <= v <= 1024, "in [0, 1024] (0 keeps torch's default)"),
+    ("train.threads", lambda v: v == "auto" or type(v) is int and 0 <= v <= 1024,
+     "auto or an integer in [0, 1024] (0 keeps torch's default)"),
     ("eval.batch_size", *_size(1, 2**20)),
     ("eval.bootstrap_samples", *_size(0, 10**6)),
     ("eval.bootstrap_block", *_size(0)),

@@ -8,7 +8,9 @@ import hashlib
 import json
 import logging
 import math
+import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -122,3 +124,39 @@ def matmul_peak(device: torch.device) -> dict:
     except Exception as exc:  # an unwritable cache only costs the next run this measurement
         log.warning("could not cache the matmul peak in %s: %s", path, exc)
     return peak
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, e.g. a SLURM or container limit)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def running_jobs() -> int:
+    """lmbench jobs running on this machine now, this one included: the live entries of the registry
+    that ``lmbench.jobs.active`` keeps (one file per job, named by its process id)."""
+    folder = Path(tempfile.gettempdir()) / "lmbench-active"
+    pids = {int(m.name.split("-")[0]) for m in folder.glob("*-*") if m.name.split("-")[0].isdigit()}
+    alive = 0
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        except PermissionError:
+            pass
+        alive += 1
+    return max(1, alive)
+
+
+def resolve_threads(requested, parallel_jobs: int) -> int:
+    """``auto``: this job's share of the cores among ``parallel_jobs`` jobs (at least 1); a number
+    stays itself (0: torch's default, one thread per core)."""
+    if requested == "auto":
+        return max(1, available_cores() // max(1, parallel_jobs))
+    return int(requested)
+
+
+def cpus_to_request(threads) -> int:
+    """The CPUs a scheduler (SLURM) should give a job: its ``train.threads``, or 1 where that is
+    ``auto`` or 0 (the job then uses every core it is given)."""
+    return int(threads) if threads != "auto" and int(threads) > 0 else 1

@@ -25,7 +25,7 @@ from lmbench import checkpoint
 from lmbench.corpora import Corpus
 from lmbench.errors import UserError
 from lmbench.evaluate import evaluate
-from lmbench.hardware import keep_freed_memory, matmul_peak, resolve_precision
+from lmbench.hardware import keep_freed_memory, matmul_peak, resolve_precision, resolve_threads, running_jobs
 from lmbench.models.neural import value
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,19 @@ def epoch_lr(tc, state: dict, epoch: int) -> float:
     return state["lr"]
 
 
+def parallel_jobs(cfg) -> int:
+    """Jobs sharing this machine's cores: the lmbench jobs running now, and at least the parallel
+    launcher's worker count (joblib's n_jobs) when this job runs under one."""
+    from hydra.core.hydra_config import HydraConfig
+
+    workers = 1
+    if HydraConfig.initialized():
+        launcher = HydraConfig.get().launcher
+        n_jobs = launcher.get("n_jobs") if "joblib" in str(launcher.get("_target_", "")) else None
+        workers = n_jobs if n_jobs and n_jobs > 0 else 1
+    return max(workers, running_jobs())
+
+
 def _rng_state() -> dict:
     states = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -84,8 +97,9 @@ def train(model, corpus: Corpus, cfg, run_dir: Path) -> dict:
     """Train ``model`` on ``corpus.train`` under ``cfg.train``; returns the record's ``train`` section."""
     tc = cfg.train
     keep_freed_memory()
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
+    threads = resolve_threads(tc.threads, parallel_jobs(cfg))
+    if threads:
+        torch.set_num_threads(threads)
     model.to(torch.device(value(cfg.device)))
     data = batchify(corpus.train, tc.batch_size, model.device)  # (N, B)
     if data.size(0) < 2:
@@ -148,8 +162,9 @@ def train(model, corpus: Corpus, cfg, run_dir: Path) -> dict:
                  seen / seconds, seconds + valid["eval_seconds"])
     if diverged is None and best_path.exists():
         model.net.load_state_dict(checkpoint.load(best_path)["model"])
-    return _stats(model, tc, state, diverged, loop.steps_per_epoch, (data.size(0) - 1) * tc.batch_size,
-                  precision)
+    stats = _stats(model, tc, state, diverged, loop.steps_per_epoch, (data.size(0) - 1) * tc.batch_size,
+                   precision)
+    return stats | {"threads": torch.get_num_threads() if model.device.type == "cpu" else None}
 
 
 class Epoch:

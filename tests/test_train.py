@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from test_neural import build, one_thread, tiny_config  # noqa: F401 (one_thread: autouse)
 
 from lmbench import checkpoint, hardware
+from lmbench import train as train_module
 from lmbench.config import validate
 from lmbench.corpora import load_corpus
 from lmbench.errors import UserError
@@ -135,6 +136,21 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
     assert resolve_precision("auto", torch.device("mps")) == "fp32"
 
 
+def test_auto_threads_share_the_cores_among_running_jobs(tiny_word_corpus, tiny_text_dir, tmp_path,
+                                                         monkeypatch):
+    monkeypatch.setattr(hardware, "available_cores", lambda: 8)
+    assert hardware.resolve_threads("auto", 1) == 8 and hardware.resolve_threads("auto", 3) == 2
+    assert hardware.resolve_threads("auto", 20) == 1 and hardware.resolve_threads(3, 20) == 3
+    assert hardware.cpus_to_request("auto") == 1 and hardware.cpus_to_request(0) == 1
+    assert hardware.cpus_to_request(4) == 4
+    monkeypatch.setattr(hardware, "available_cores", lambda: 2)
+    monkeypatch.setattr(train_module, "running_jobs", lambda: 2)  # another lmbench job is running
+    cfg = tiny_config("rnn", tiny_text_dir, "train.threads=auto", "train.max_tokens=50")
+    assert fit(tiny_word_corpus, cfg, tmp_path / "shared", "rnn")[1]["threads"] == 1
+    monkeypatch.setattr(train_module, "running_jobs", lambda: 1)
+    assert fit(tiny_word_corpus, cfg, tmp_path / "alone", "rnn")[1]["threads"] == 2
+
+
 def test_matmul_peak_is_measured_once_and_cached_by_hardware(isolated_cache, monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.setattr(hardware, "_peaks", {})  # as in a fresh process
@@ -167,6 +183,7 @@ def test_fused_bf16_loss_matches_float32_cross_entropy(bias):
 
 @pytest.mark.parametrize("override, message", [
     ("train.bptt=0", "train.bptt"), ("train.lr=-1", "train.lr"), ("train.threads=-1", "train.threads"),
+    ("train.threads=many", "train.threads"), ("train.threads=2.5", "train.threads"),
 ])
 def test_bad_train_config_is_a_user_error(override, message, tiny_text_dir):
     with pytest.raises(UserError, match=message):

@@ -26,6 +26,7 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmitit
 from omegaconf import open_dict
 
 from hydra_plugins.lmbench_launchers.timing import record_failure
+from lmbench.hardware import cpus_to_request
 
 log = logging.getLogger(__name__)
 RESUME = "train.resume=true"
@@ -35,7 +36,7 @@ DEFAULT_MEM_GB = 4  # a family missing from mem_gb_per_family
 @dataclass
 class SlurmLauncherConf(SlurmQueueConf):
     _target_: str = "hydra_plugins.lmbench_launchers.slurm.SlurmLauncher"
-    # null: the job's train.threads (train.threads=0 asks for 1)
+    # null: the job's train.threads (train.threads=auto or 0 asks for 1)
     cpus_per_task: int | None = None
     # null: the job's model family in mem_gb_per_family
     mem_gb: int | None = None
@@ -127,7 +128,7 @@ class SlurmLauncher(BaseSubmititLauncher):
 
     def _resources(self, job_cfg) -> tuple[int, int]:
         """CPUs and memory (GB) one job asks for."""
-        cpus = self.params["cpus_per_task"] or max(1, int(job_cfg.train.threads))
+        cpus = self.params["cpus_per_task"] or cpus_to_request(job_cfg.train.threads)
         mem_gb = self.params["mem_gb"] or self.params["mem_gb_per_family"].get(
             str(job_cfg.model.name), DEFAULT_MEM_GB)
         return cpus, mem_gb
