@@ -45,7 +45,7 @@ def train_once(cfg, corpus, precision: str, tokens: int | None) -> dict:
     with tempfile.TemporaryDirectory() as run_dir:
         stats = model.fit(corpus, run_cfg, run_dir)
     return {"tokens_per_s": stats["train_tokens_per_s"], "valid_ppl": stats["valid_ppl_history"][-1],
-            "tokens": stats["tokens"]}
+            "tokens": stats["tokens"], "tokens_per_cpu_s": stats["tokens"] / stats["train_cpu_seconds"]}
 
 
 def compare(family: str, tokens: int | None, rounds: int, threads: int) -> dict:
@@ -58,8 +58,9 @@ def compare(family: str, tokens: int | None, rounds: int, threads: int) -> dict:
         for precision in runs:
             runs[precision].append(train_once(cfg, corpus, precision, tokens))
     speed = {p: statistics.median(r["tokens_per_s"] for r in rs) for p, rs in runs.items()}
+    cpu = {p: statistics.median(r["tokens_per_cpu_s"] for r in rs) for p, rs in runs.items()}
     ppl = {p: rs[-1]["valid_ppl"] for p, rs in runs.items()}
-    return {"family": family, "tokens": runs["fp32"][-1]["tokens"], "speed": speed, "ppl": ppl,
+    return {"family": family, "tokens": runs["fp32"][-1]["tokens"], "speed": speed, "cpu": cpu, "ppl": ppl,
             "all": {p: [round(r["tokens_per_s"]) for r in rs] for p, rs in runs.items()}}
 
 
@@ -78,14 +79,17 @@ def main() -> None:
         print("note: this CPU has no native bf16 (AMX / AVX512-BF16); bf16 will be slow here")
     families = list(SETTINGS) if args.model == "all" else [args.model]
     print(f"PTB, {args.threads} thread(s), {'one epoch' if args.epoch else f'{args.tokens} tokens'} per "
-          f"run, {args.rounds} interleaved fp32/bf16 rounds; median tokens/s (each round's in brackets)")
-    print(f"{'model':<12}{'fp32 tok/s':>11}{'bf16 tok/s':>11}{'ratio':>7}{'tokens':>9}"
-          f"{'fp32 ppl':>10}{'bf16 ppl':>10}{'ppl diff':>9}")
+          f"run, {args.rounds} interleaved fp32/bf16 rounds. Median training tokens per second of wall "
+          "time (each round's in brackets) and per CPU-second (what a busy machine disturbs least); "
+          "valid perplexity (float32) after the same tokens.")
+    print(f"{'model':<12}{'fp32 tok/s':>11}{'bf16 tok/s':>11}{'ratio':>7}{'fp32 /cpu-s':>12}"
+          f"{'bf16 /cpu-s':>12}{'ratio':>7}{'tokens':>9}{'fp32 ppl':>10}{'bf16 ppl':>10}{'diff':>8}")
     for family in families:
         r = compare(family, None if args.epoch else args.tokens, args.rounds, args.threads)
-        s, p = r["speed"], r["ppl"]
+        s, c, p = r["speed"], r["cpu"], r["ppl"]
         print(f"{family:<12}{s['fp32']:>11.0f}{s['bf16']:>11.0f}{s['bf16'] / s['fp32']:>6.2f}x"
-              f"{r['tokens']:>9}{p['fp32']:>10.2f}{p['bf16']:>10.2f}{p['bf16'] / p['fp32'] - 1:>+9.2%}"
+              f"{c['fp32']:>12.0f}{c['bf16']:>12.0f}{c['bf16'] / c['fp32']:>6.2f}x"
+              f"{r['tokens']:>9}{p['fp32']:>10.2f}{p['bf16']:>10.2f}{p['bf16'] / p['fp32'] - 1:>+8.2%}"
               f"   fp32 {r['all']['fp32']} bf16 {r['all']['bf16']}", flush=True)
 
 

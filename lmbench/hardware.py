@@ -1,6 +1,8 @@
 """What the machine can do for training: whether it multiplies bf16 natively (so
-``train.precision=auto`` picks bf16 only where it is faster), and its matmul peak (so a record can
-say what fraction of the machine a run used)."""
+``train.precision=auto`` picks bf16 only where it is faster), its matmul peak (so a record can say
+what fraction of the machine a run used), and how many cores a job may take. torch is imported only
+by the functions that need it, so the launchers and count-based models can use the rest without it.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ import platform
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 _peaks: dict[str, dict] = {}  # this process's measurements, by key
@@ -37,6 +41,8 @@ def cpu_flags() -> set[str]:
 
 def native_bf16(device: torch.device) -> bool:
     """True where bf16 matrix products run natively: AMX or AVX512-BF16 CPUs, Ampere+ GPUs."""
+    import torch
+
     if device.type == "cpu":
         return bool(BF16_CPU_FLAGS & cpu_flags())
     if device.type == "cuda":
@@ -67,6 +73,8 @@ def keep_freed_memory() -> None:
 
 
 def _processor(device: torch.device) -> str:
+    import torch
+
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     try:
@@ -79,51 +87,62 @@ def _processor(device: torch.device) -> str:
 
 
 def measure_peak(device: torch.device, dtype: torch.dtype, size: int = PEAK_SIZE, reps: int = 8) -> float:
-    """FLOP/s of the fastest of ``reps`` (size x size) @ (size x size) products: the matmul peak a
-    training step can hope for. On a CPU the time is the process's CPU time over its threads, so
-    other processes sharing the machine lower the figure little."""
+    """FLOP/s of the fastest of ``reps`` (size x size) @ (size x size) products. On a CPU it runs on
+    one thread timed in CPU time, so other processes sharing the machine lower the figure little."""
+    import torch
+
     a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
-    clock = time.perf_counter if device.type != "cpu" else time.process_time
-    threads = torch.get_num_threads() if device.type == "cpu" else 1
+    clock = time.process_time if device.type == "cpu" else time.perf_counter
     best = math.inf
     for _ in range(reps + 1):  # the first one warms up
         sync(device)
         start = clock()
         a @ b
         sync(device)
-        best = min(best, (clock() - start) / threads)
+        best = min(best, clock() - start)
     return 2 * size ** 3 / best
 
 
 def sync(device: torch.device) -> None:
+    import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def matmul_peak(device: torch.device) -> dict:
-    """{"fp32": FLOP/s, "bf16": FLOP/s} of this machine's matmul at the current thread count,
-    measured once and cached beside the corpus cache under a key of the hardware, the thread count
-    and the torch version (a second later run reads it)."""
+    """{"fp32": FLOP/s, "bf16": FLOP/s}: the matmul peak a run can hope for, one core's peak times
+    the run's threads on a CPU. One core's (or the GPU's) figures are measured once and cached
+    beside the corpus cache under a key of the processor and the torch version."""
+    import torch
+
     from lmbench.corpora.fetch import cache_dir
     from lmbench.records import atomic_write_text
 
-    threads = torch.get_num_threads() if device.type == "cpu" else 0
-    key = f"{_processor(device)}|{device.type}|{threads}|{torch.__version__}"
-    if key in _peaks:
-        return _peaks[key]
-    path = cache_dir() / "machine" / f"peak-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    key = f"{_processor(device)}|{device.type}|{torch.__version__}"
+    cores = torch.get_num_threads() if device.type == "cpu" else 1
+    if key not in _peaks:
+        path = cache_dir() / "machine" / f"peak-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+        try:
+            _peaks[key] = json.loads(path.read_text())["peak"]
+        except (OSError, ValueError, KeyError):
+            _peaks[key] = _measure(device)
+            try:
+                atomic_write_text(path, json.dumps({"key": key, "peak": _peaks[key]}, indent=2))
+            except Exception as exc:  # an unwritable cache only costs the next run this measurement
+                log.warning("could not cache the matmul peak in %s: %s", path, exc)
+    return {dtype: flops * cores for dtype, flops in _peaks[key].items()}
+
+
+def _measure(device: torch.device) -> dict:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
-        _peaks[key] = json.loads(path.read_text())["peak"]
-        return _peaks[key]
-    except (OSError, ValueError, KeyError):
-        pass
-    peak = _peaks[key] = {"fp32": measure_peak(device, torch.float32),
-                          "bf16": measure_peak(device, torch.bfloat16)}
-    try:
-        atomic_write_text(path, json.dumps({"key": key, "peak": peak}, indent=2))
-    except Exception as exc:  # an unwritable cache only costs the next run this measurement
-        log.warning("could not cache the matmul peak in %s: %s", path, exc)
-    return peak
+        return {"fp32": measure_peak(device, torch.float32), "bf16": measure_peak(device, torch.bfloat16)}
+    finally:
+        torch.set_num_threads(threads)
 
 
 def available_cores() -> int:

@@ -153,6 +153,7 @@ def train(model, corpus: Corpus, cfg, run_dir: Path) -> dict:
         state["seconds"] += seconds + valid["eval_seconds"]
         state["history"].append({"epoch": epoch, "lr": lr, "train_loss": train_loss,
                                  "valid_ppl": valid["ppl"], "train_seconds": seconds,
+                                 "train_cpu_seconds": loop.cpu_seconds,
                                  "tokens_per_s": seen / seconds, "valid_seconds": valid["eval_seconds"]})
         checkpoint.save({"meta": expected, "model": model.net.state_dict(),
                          "optimizer": optimizer.state_dict(), "state": state, "rng": _rng_state()},
@@ -193,6 +194,7 @@ class Epoch:
         model.net.train()
         hidden = model.initial_state(tc.batch_size)
         pending, losses, seen, started = [], [], 0, time.perf_counter()
+        cpu_started = time.process_time()
         bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch}", unit="step", leave=False,
                    disable=None, file=sys.stderr)
         last = data.size(0) - 1
@@ -233,6 +235,7 @@ class Epoch:
                 state["finished"] = True
                 break
         bar.close()
+        self.cpu_seconds = time.process_time() - cpu_started  # over all threads: the work, not the wait
         return lr, losses, seen, time.perf_counter() - started, None
 
 
@@ -251,6 +254,7 @@ def _stats(model, tc, state, diverged, steps_per_epoch, tokens_per_epoch, precis
         "tokens_per_epoch": tokens_per_epoch,
         "train_tokens_per_s": state["tokens"] / seconds if seconds else None,
         "train_seconds": seconds,
+        "train_cpu_seconds": sum(h.get("train_cpu_seconds", 0.0) for h in history),
         "lr_history": [h["lr"] for h in history],
         "valid_ppl_history": [h["valid_ppl"] for h in history],
         "history": history,
