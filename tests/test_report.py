@@ -120,7 +120,7 @@ def test_report_labels_its_budget_sets_published_figures_beside_ours_and_links_f
     assert md.startswith(f"# lmbench report: synthetic\n\n**Compares:** {kind}")
     board = md.split("## Perplexity on synthetic")[1].split("\n\n")[1]
     assert "| published | source | diff % | goal met |" in board.splitlines()[0]
-    lstm = next(line for line in board.splitlines() if "| lstm |" in line)
+    lstm = next(line for line in board.splitlines() if "| LSTM |" in line)  # named by its published row
     assert "| 240 | Someone et al., Table 1 | −2." in lstm and "| within 5%: yes |" in lstm
     assert "2.5 min · converged" in lstm
     assert "counts (no budget)" in next(line for line in board.splitlines() if "| ngram |" in line)
@@ -131,9 +131,9 @@ def test_report_labels_its_budget_sets_published_figures_beside_ours_and_links_f
     assert "RuntimeError: out of memory" in failed and "[log](logs/gru_s1.out)" in failed
     assert "<a href='logs/gru_s1.out'>log</a>" in (sweep / "report.html").read_text()
     published = pd.read_csv(sweep / "published.csv")
-    assert published.model.tolist() == ["lstm [compare]"] and published.met.all()
+    assert published.model.tolist() == ["LSTM [compare]"] and published.met.all()
     assert abs(published.ours[0] - pd.read_csv(sweep / "summary.csv").set_index("model")
-               .test_ppl["lstm [compare]"]) < 1e-9  # full precision, the mean over seeds
+               .test_ppl["LSTM [compare]"]) < 1e-9  # full precision, the mean over seeds
     assert result["console"].splitlines()[0] == f"lmbench report: synthetic · {kind}"
     assert "failed: gru seed 1 (lmbench model=gru seed=1 experiment=compare" in result["console"]
 

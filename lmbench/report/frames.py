@@ -25,15 +25,19 @@ def _variant(record: dict) -> str:
     return settings_hash(record.get("config") or {}, "seed")[:6]
 
 
+def _base_label(record: dict) -> str:
+    """The published row a run reproduces (``published.row``), else its model; and its experiment."""
+    row = ((record.get("config") or {}).get("published") or {}).get("row")
+    return (row or record["model"]) + (f" [{record['experiment']}]" if record.get("experiment") else "")
+
+
 def label_runs(records: list[dict]) -> None:
-    """Name each run by its model (and experiment); variants of one model get a config hash."""
+    """Name each run by its published row or model (and experiment); variants get a config hash."""
     names = {}
     for record in records:
-        base = record["model"] + (f" [{record['experiment']}]" if record.get("experiment") else "")
-        key = (record["corpus"]["name"], base)
-        names.setdefault(key, set()).add(_variant(record))
+        names.setdefault((record["corpus"]["name"], _base_label(record)), set()).add(_variant(record))
     for record in records:
-        base = record["model"] + (f" [{record['experiment']}]" if record.get("experiment") else "")
+        base = _base_label(record)
         several = len(names[(record["corpus"]["name"], base)]) > 1
         record["_label"] = f"{base} #{_variant(record)}" if several else base
 

@@ -212,8 +212,9 @@ def findings(group: Group, summary: pd.DataFrame, pair_rows: pd.DataFrame, floor
     unclear = pair_rows[~pair_rows.significant] if not pair_rows.empty else pair_rows
     if len(pair_rows):
         if unclear.empty:
-            lines.append(f"All {len(pair_rows)} pairs of models differ significantly "
-                         "(paired bootstrap, 95%).")
+            pairs = "The pair of models differs" if len(pair_rows) == 1 else \
+                f"All {len(pair_rows)} pairs of models differ"
+            lines.append(f"{pairs} significantly (paired bootstrap, 95%).")
         else:
             listed = "; ".join(f"{p.model_a} vs {p.model_b} (p {_p_words(p.p_value)})"
                                for p in unclear.itertuples())
