@@ -274,7 +274,7 @@ RANGE_CHECKS = [
     ("train.lr_decay", lambda v: 0 < v <= 1, "in (0, 1]"),
     ("train.decay_start", *_size(0)),
     ("train.warmup_steps", *_size(0)),
-    ("train.patience", lambda v: v >= 0, ">= 0 (0 disables early stopping)"),
+    ("train.patience", lambda v: 0 <= v <= MAX_SIZE, f"in [0, {MAX_SIZE:,}] (0 disables early stopping)"),
     ("train.threads", lambda v: v == "auto" or type(v) is int and 0 <= v <= 1024,
      "auto or an integer in [0, 1024] (0 keeps torch's default)"),
     ("eval.batch_size", *_size(1, 2**20)),
@@ -310,7 +310,12 @@ RANGE_CHECKS = [
     ("model.forget_bias", lambda v: v is None or -100 <= v <= 100, "null or in [-100, 100]"),
     ("model.add_k", lambda v: v >= 0, ">= 0 (0 is maximum likelihood)"),
     ("model.katz_threshold", *_size()),
+    ("model.discount_fallback", lambda v: len(v) == 3 and all(0 < d <= k for k, d in enumerate(v, start=1)),
+     "three discounts D1, D2, D3+ with 0 < Dk <= k"),
     ("published.metric", lambda v: v in PUBLISHED_METRICS, f"one of {', '.join(PUBLISHED_METRICS)}"),
+    ("published.value", lambda v: v is None or v > 0, "null or positive (every metric is)"),
+    ("published.at_most", lambda v: v is None or v > 0, "null or positive (every metric is)"),
+    ("published.tolerance", lambda v: v is None or v >= 0, "null or >= 0 (a relative difference)"),
 ]
 
 
