@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from omegaconf import OmegaConf
 
 from lmbench.errors import UserError
@@ -35,11 +34,15 @@ def meta(model, corpus, cfg) -> dict:
 
 def save(payload: dict, path: Path) -> None:
     """Write atomically (a temporary file and a rename); a full disk keeps the previous one."""
+    import torch  # here, not at the top: lmbench.jobs imports this module for count-based runs too
+
     atomic_write(path, lambda f: torch.save(payload, f), binary=True)
 
 
 def load(path: Path, expected: dict | None = None, device="cpu") -> dict:
     """Read a checkpoint; a missing, corrupt or mismatched one is a ``UserError``."""
+    import torch
+
     if not path.is_file():
         raise UserError(f"No checkpoint at {path}; nothing to resume or load.")
     try:

@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import uuid
 from datetime import datetime, timezone
@@ -85,8 +86,8 @@ def git_commit(root: Path = PROJECT_ROOT) -> str | None:
 
 def hardware(device: str) -> dict:
     import psutil
-    import torch
 
+    torch = sys.modules.get("torch")  # None for a count-based run, which never imports it
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -95,7 +96,7 @@ def hardware(device: str) -> dict:
                 break
     except OSError:
         pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads() if torch else None,
             "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "platform": platform.platform(), "device": device, "gpu": None}
     if device == "cuda":

@@ -11,7 +11,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import torch
 from omegaconf import OmegaConf
 
 from lmbench import jobs, models, published, records
@@ -23,8 +22,13 @@ from lmbench.evaluate import evaluate
 log = logging.getLogger(__name__)
 
 
-def resolve_device(requested: str) -> str:
-    """``auto`` picks cuda, then mps, then cpu; an unavailable explicit choice is an error."""
+def resolve_device(requested: str, uses_torch: bool = True) -> str:
+    """``auto`` picks cuda, then mps, then cpu (always cpu for a count-based model, which then never
+    imports torch); an unavailable explicit choice is an error."""
+    if requested == "cpu" or requested == "auto" and not uses_torch:
+        return "cpu"
+    import torch
+
     available = {"cpu": True, "cuda": torch.cuda.is_available(),
                  "mps": torch.backends.mps.is_available()}
     if requested == "auto":
@@ -35,10 +39,13 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-def seed_everything(seed: int) -> None:
+def seed_everything(seed: int, uses_torch: bool = True) -> None:
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
+    if uses_torch:
+        import torch
+
+        torch.manual_seed(seed)
 
 
 def peak_rss_mb() -> float:
@@ -70,6 +77,10 @@ def check_memory(cfg, corpus: Corpus, device: str) -> None:
     """Refuse a torch model whose parameters cannot fit in this machine's memory, with its estimated
     size, before allocating it (it is built on the ``meta`` device first, which allocates nothing)."""
     import psutil
+
+    if not models.uses_torch(cfg.model.name):
+        return  # counts are sized by their own allocation
+    import torch
 
     try:
         with torch.device("meta"):
@@ -138,8 +149,9 @@ def run(cfg, run_dir: Path, job: dict | None = None) -> dict:
     (its record returned) unless ``force=true``; a killed identical job is resumed."""
     job = dict(job or {})
     validate(cfg)
-    device = resolve_device(cfg.device.value)
-    seed_everything(cfg.seed)
+    uses_torch = models.uses_torch(cfg.model.name)
+    device = resolve_device(cfg.device.value, uses_torch)
+    seed_everything(cfg.seed, uses_torch)
     corpus = load_corpus(cfg.corpus)
     cfg_hash = jobs.config_hash(cfg)
     results_dir = Path(cfg.results_dir)
@@ -212,6 +224,8 @@ def run(cfg, run_dir: Path, job: dict | None = None) -> dict:
                 memory = {"peak_rss_mb": peak_rss_mb(), "parameters": model.num_parameters(),
                           "model_bytes": model.size_bytes()}
                 if device == "cuda":
+                    import torch
+
                     memory["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
                 record.update(memory=memory, finished_at=datetime.now(timezone.utc).isoformat(),
                               job=job | {"concurrent_jobs": max(concurrent, other_jobs()),

@@ -10,32 +10,16 @@ dedicated padding embedding. In training the state carried between chunks is the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmbench.config import ModelConfig, register_schema
 from lmbench.errors import UserError
 from lmbench.models import register
 from lmbench.models.neural import NeuralModel, check_positive
 
 ROWS_PER_TOKEN = 64  # scoring pushes batch_size * ROWS_PER_TOKEN positions through at once
-
-
-@dataclass
-class FNNConfig(ModelConfig):
-    name: str = "fnn"
-    order: int = 5  # n: the model conditions on the previous n-1 tokens
-    emb_size: int = 60  # m in the paper
-    hidden_size: int = 50  # h in the paper
-    direct: bool = True  # direct connections from the embeddings to the output (W in the paper)
-    dropout: float = 0.0
-
-
-register_schema("model", "fnn", FNNConfig)
 
 
 class FNNNet(nn.Module):

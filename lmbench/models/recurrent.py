@@ -9,57 +9,17 @@ a dedicated start embedding instead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import Enum
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmbench.config import ModelConfig, register_schema
 from lmbench.errors import UserError
 from lmbench.models import register
 from lmbench.models.neural import NeuralModel, check_positive, value
 
 EVAL_TOKENS = 4096  # tokens per scoring forward pass (bounds the logits' memory)
 
-
-class Nonlinearity(Enum):
-    tanh = "tanh"
-    relu = "relu"
-
-
-@dataclass
-class RecurrentConfig(ModelConfig):
-    layers: int = 2
-    emb_size: int = 128
-    hidden_size: int = 128
-    dropout: float = 0.0  # on embeddings, between layers and before the decoder
-    tie_weights: bool = False  # decoder shares the embedding matrix (needs emb_size == hidden_size)
-    init_range: float = 0.1  # uniform(-r, r) for every weight and bias; 0 keeps PyTorch's init
-
-
-@dataclass
-class RNNConfig(RecurrentConfig):
-    name: str = "rnn"
-    nonlinearity: Nonlinearity = Nonlinearity.tanh
-
-
-@dataclass
-class LSTMConfig(RecurrentConfig):
-    name: str = "lstm"
-    forget_bias: float | None = None  # forget-gate bias at init (e.g. 1.0); null keeps the init
-
-
-@dataclass
-class GRUConfig(RecurrentConfig):
-    name: str = "gru"
-
-
-register_schema("model", "rnn", RNNConfig)
-register_schema("model", "lstm", LSTMConfig)
-register_schema("model", "gru", GRUConfig)
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 

@@ -11,31 +11,14 @@ with as much context as fits; windows never cross a protocol start.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmbench.config import ModelConfig, register_schema
 from lmbench.errors import UserError
 from lmbench.models import register
 from lmbench.models.neural import NeuralModel, check_positive
-
-
-@dataclass
-class TransformerConfig(ModelConfig):
-    name: str = "transformer"
-    layers: int = 2
-    heads: int = 4
-    d_model: int = 128
-    context: int = 64  # positions per window, <bos> included
-    eval_stride: int = 0  # new tokens scored per sliding window; 0 means context // 2
-    dropout: float = 0.0
-
-
-register_schema("model", "transformer", TransformerConfig)
 
 
 class Block(nn.Module):

@@ -1,0 +1,73 @@
+"""The neural families' config schemas, kept apart from their torch code: composing a config, and
+running a count-based model, never imports torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from lmbench.config import ModelConfig, register_schema
+
+
+class Nonlinearity(Enum):
+    tanh = "tanh"
+    relu = "relu"
+
+
+@dataclass
+class RecurrentConfig(ModelConfig):
+    layers: int = 2
+    emb_size: int = 128
+    hidden_size: int = 128
+    dropout: float = 0.0  # on embeddings, between layers and before the decoder
+    tie_weights: bool = False  # decoder shares the embedding matrix (needs emb_size == hidden_size)
+    init_range: float = 0.1  # uniform(-r, r) for every weight and bias; 0 keeps PyTorch's init
+
+
+@dataclass
+class RNNConfig(RecurrentConfig):
+    name: str = "rnn"
+    nonlinearity: Nonlinearity = Nonlinearity.tanh
+
+
+@dataclass
+class LSTMConfig(RecurrentConfig):
+    name: str = "lstm"
+    forget_bias: float | None = None  # forget-gate bias at init (e.g. 1.0); null keeps the init
+
+
+@dataclass
+class GRUConfig(RecurrentConfig):
+    name: str = "gru"
+
+
+register_schema("model", "rnn", RNNConfig)
+register_schema("model", "lstm", LSTMConfig)
+register_schema("model", "gru", GRUConfig)
+
+
+@dataclass
+class FNNConfig(ModelConfig):
+    name: str = "fnn"
+    order: int = 5  # n: the model conditions on the previous n-1 tokens
+    emb_size: int = 60  # m in the paper
+    hidden_size: int = 50  # h in the paper
+    direct: bool = True  # direct connections from the embeddings to the output (W in the paper)
+    dropout: float = 0.0
+
+
+register_schema("model", "fnn", FNNConfig)
+
+
+@dataclass
+class TransformerConfig(ModelConfig):
+    name: str = "transformer"
+    layers: int = 2
+    heads: int = 4
+    d_model: int = 128
+    context: int = 64  # positions per window, <bos> included
+    eval_stride: int = 0  # new tokens scored per sliding window; 0 means context // 2
+    dropout: float = 0.0
+
+
+register_schema("model", "transformer", TransformerConfig)
