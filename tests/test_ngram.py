@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -236,3 +238,17 @@ def test_unseen_contexts_back_off_to_finite_scores(tiny_word_corpus):
     unk = tiny_word_corpus.vocab.unk
     tokens = np.array([unk, unk, *tiny_word_corpus.test[:10]], dtype=np.int32)
     assert np.all(np.isfinite(model.log_probs(tokens, np.array([0]), 1)))
+
+
+def test_an_ngram_run_never_imports_torch(tiny_text_dir, tmp_path):
+    # the whole command, as a user runs it: torch's import alone would double its start-up time
+    script = (
+        "import atexit, runpy, sys\n"
+        "atexit.register(lambda: print('torch imported:', 'torch' in sys.modules))\n"
+        f"sys.argv = ['lmbench', 'model=ngram', 'corpus=file', 'corpus.path={tiny_text_dir}',\n"
+        f"            'corpus.level=word', 'results_dir={tmp_path}', 'hydra.run.dir={tmp_path / 'run'}']\n"
+        "runpy.run_module('lmbench', run_name='__main__')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "torch imported: False" in done.stdout
+    assert (tmp_path / "run" / "record.json").exists()
