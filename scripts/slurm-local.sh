@@ -66,8 +66,8 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU_Memory
 ReturnToService=2
 JobRequeue=1
-# a cancelled job gets 2 s between SIGTERM and SIGKILL (default 30)
-KillWait=2
+# a cancelled job is killed 5 s after SIGTERM (default 30 s; slurmd waits at least 5 s)
+KillWait=5
 # a requeued job may start again after 20 s (default 120): a job requeued at its time limit then
 # skips the next limit check (every 30 s) and runs ~40 s before its next warning
 AuthInfo=cred_expire=20

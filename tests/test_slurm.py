@@ -32,8 +32,9 @@ NO_CLUSTER = _no_cluster()
 pytestmark = [pytest.mark.slurm, pytest.mark.slow,
               pytest.mark.skipif(NO_CLUSTER is not None, reason=str(NO_CLUSTER))]
 
-# 10 epochs of ~0.6 s: a job cancelled after its first one is still training when SLURM kills it
-JOB = [*SMALL, "corpus.train_tokens=10000", "train.max_epochs=10", "train.patience=0"]
+# 30 epochs of ~0.5 s: a job cancelled after its first one is still training when SLURM kills it
+# (5-7 s after scancel: submitit ignores the SIGTERM, slurmd sends SIGKILL at least 5 s later)
+JOB = [*SMALL, "corpus.train_tokens=10000", "train.max_epochs=30", "train.patience=0"]
 SWEEP = ["-m", "hydra/launcher=slurm", "model=lstm,gru", "seed=0,1", *JOB]
 
 
