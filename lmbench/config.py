@@ -319,7 +319,7 @@ RANGE_CHECKS = [
 ]
 
 
-def _leaves(node, prefix: str = ""):
+def leaves(node, prefix: str = ""):
     """(dotted key, value) of every leaf below an OmegaConf node, lists included."""
     from omegaconf import DictConfig, ListConfig
 
@@ -329,7 +329,7 @@ def _leaves(node, prefix: str = ""):
             continue
         path = f"{prefix}{key}" if isinstance(node, DictConfig) else f"{prefix[:-1]}[{key}]"
         if isinstance(value, (DictConfig, ListConfig)) and not value._is_none():
-            yield from _leaves(value, f"{path}.")
+            yield from leaves(value, f"{path}.")
         else:
             yield path, value
 
@@ -353,7 +353,7 @@ def _unknown_key_error(path: str, value, cfg):
 
     group, _, name = path.rpartition(".")
     message = f"{path}={value} is not an option here, so it would be ignored; nothing was run."
-    known = {k.rpartition(".")[2]: k for k, _ in _leaves(cfg) if k != path}
+    known = {k.rpartition(".")[2]: k for k, _ in leaves(cfg) if k != path}
     hint = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
     schemas = _schema_keys(group) if group in ("model", "corpus") else {}
     other = difflib.get_close_matches(name, list(schemas), n=1, cutoff=0.8)
@@ -395,7 +395,7 @@ def validate(cfg) -> None:
     from lmbench.errors import UserError
 
     check_closed(cfg)
-    for key, value in _leaves(cfg):
+    for key, value in leaves(cfg):
         if isinstance(value, float) and not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
             raise UserError(f"{key}={value} is not a finite number: give one below {FLOAT32_MAX:.3g} in size "
                             "(what float32, the tensors' type, holds).")

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, FloatNode, IntegerNode, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lmbench import run as run_module
-from lmbench.config import _leaves, validate
+from lmbench.config import leaves, validate
 from lmbench.errors import UserError
 
 LOCAL = {"synthetic": [], "file": ["corpus.path=@TINY@"]}  # corpora that need no download
@@ -94,7 +94,7 @@ def test_bad_numbers_are_refused_before_data_or_run_correctly(option, pick, tiny
         assert refused.strip() and "Traceback" not in refused
         return
     # accepted: the value must be a sensible one, and the job must run (or stop with a clear error)
-    assert not (isinstance(given := dict(_leaves(cfg)).get(key), float) and not math.isfinite(given))
+    assert not (isinstance(given := dict(leaves(cfg)).get(key), float) and not math.isfinite(given))
     if group == "corpus" and name not in LOCAL:
         pytest.skip(f"{key}={value} accepted on corpus={name}, which needs its files to run")
     tmp = tmp_path_factory.mktemp("run")

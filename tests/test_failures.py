@@ -182,19 +182,25 @@ def test_ctrl_c_prints_one_line_and_the_same_command_resumes(tmp_path):
     import signal
     import time
 
-    job = ["model=lstm", "model.emb_size=16", "model.hidden_size=16", "train.max_epochs=50",
+    job = ["model=lstm", "model.emb_size=16", "model.hidden_size=16", "train.max_epochs=6",
            "train.patience=0", "corpus.train_tokens=20000", "corpus.valid_tokens=500",
            "corpus.test_tokens=500", "eval.bootstrap_samples=10", f"results_dir={tmp_path / 'results'}"]
     process = subprocess.Popen([sys.executable, "-m", "lmbench", *job], cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     while not list((tmp_path / "results").rglob("checkpoint.pt")) and time.time() < deadline:
-        time.sleep(0.5)
+        time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130 and "Traceback" not in err
     assert "Interrupted. The last epoch's checkpoint is kept: run the same command again" in err
     assert not list((tmp_path / "results").rglob("record.json"))
+    again = subprocess.run([sys.executable, "-m", "lmbench", *job], cwd=ROOT, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr
+    (path,) = (tmp_path / "results").rglob("record.json")
+    record = json.loads(path.read_text())
+    assert record["resumed_from"] and record["train"]["epochs"] == 6
 
 
 # ---------------------------------------------------------------- 6. unwritable or corrupt state
