@@ -62,6 +62,12 @@ def test_a_setting_nothing_would_read_is_refused_before_anything_is_written(tmp_
     assert not written(tmp_path)
 
 
+def test_a_sweep_with_a_setting_nothing_would_read_is_refused_before_any_job(tmp_path):
+    done = lmbench(tmp_path, "-m", "model=unigram,ngram", "+epochs=3", *TINY)
+    refused(done, "epochs=3 is not an option", "train.max_epochs")
+    assert not written(tmp_path)
+
+
 def test_every_experiment_and_recipe_passes_the_closed_schemas():
     for group in ("experiment", "recipe"):
         for path in sorted((ROOT / "conf" / group).rglob("*.yaml")):
