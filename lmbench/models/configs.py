@@ -52,7 +52,9 @@ class FNNConfig(ModelConfig):
     order: int = 5  # n: the model conditions on the previous n-1 tokens
     emb_size: int = 60  # m in the paper
     hidden_size: int = 50  # h in the paper
-    direct: bool = True  # direct connections from the embeddings to the output (W in the paper)
+    # direct connections from the embeddings to the output (W in the paper): off by default, as they
+    # overfit within an epoch on small corpora; Bengio et al.'s MLP1 (conf/recipe/brown/) turns them on
+    direct: bool = False
     dropout: float = 0.0
 
 
