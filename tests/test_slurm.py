@@ -49,14 +49,17 @@ class Sweep:
 
     def start(self, *overrides: str) -> subprocess.Popen:
         self.runs += 1
-        out = (self.root / f"sweep{self.runs}.out").open("w")
-        err = (self.root / f"sweep{self.runs}.err").open("w")
-        return subprocess.Popen([sys.executable, "-m", "lmbench", *overrides,
-                                 f"hydra.launcher.name={self.name}", f"results_dir={self.results}"],
-                                cwd=ROOT, env=self.env, stdout=out, stderr=err, text=True)
+        with (self.root / f"sweep{self.runs}.out").open("w") as out, \
+                (self.root / f"sweep{self.runs}.err").open("w") as err:
+            return subprocess.Popen([sys.executable, "-m", "lmbench", *overrides,
+                                     f"hydra.launcher.name={self.name}", f"results_dir={self.results}"],
+                                    cwd=ROOT, env=self.env, stdout=out, stderr=err)
 
     def finish(self, sweep: subprocess.Popen) -> tuple[int, str, str]:
-        code = sweep.wait(timeout=400)
+        try:
+            code = sweep.wait(timeout=400)
+        finally:
+            sweep.kill()  # a no-op unless it is stuck
         return code, *((self.root / f"sweep{self.runs}.{s}").read_text() for s in ("out", "err"))
 
     def run(self, *overrides: str) -> tuple[int, str, str]:
@@ -79,7 +82,7 @@ def cluster(tmp_path):
 
 @pytest.fixture(scope="module")
 def four_jobs(tmp_path_factory):
-    """The 4-job sweep, uninterrupted: (exit status, stdout, stderr, sweep folder)."""
+    """The 4-job sweep, uninterrupted: exit status, stdout, stderr, sweep folder, records."""
     sweeps = Sweep(tmp_path_factory.mktemp("four_jobs"))
     try:
         code, out, err = sweeps.run(*SWEEP)
