@@ -56,7 +56,8 @@ SlurmdPidFile=/run/slurmd.pid
 SlurmctldLogFile=$LOGS/slurmctld.log
 SlurmdLogFile=$LOGS/slurmd.log
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+# jobs are bound to the CPUs they asked for, as on a real cluster
+TaskPlugin=task/affinity
 MpiDefault=none
 MailProg=/bin/true
 SchedulerType=sched/backfill
