@@ -78,9 +78,10 @@ def group(keys: np.ndarray) -> tuple[np.ndarray, ...]:
     new[0] = True
     np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
     firsts = np.flatnonzero(new)
+    counts = np.diff(np.append(firsts, len(keys)))
     inverse = np.empty(len(keys), dtype=np.int64)
-    inverse[order] = np.cumsum(new, dtype=np.int64) - 1
-    return ordered[firsts], order[firsts], inverse, np.diff(np.append(firsts, len(keys)))
+    inverse[order] = np.repeat(np.arange(len(firsts)), counts)  # each sorted key's group
+    return ordered[firsts], order[firsts], inverse, counts
 
 
 def lookup(keys: list[np.ndarray], stream: np.ndarray, width: int) -> list[np.ndarray]:
