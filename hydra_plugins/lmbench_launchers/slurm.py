@@ -23,9 +23,8 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
-from omegaconf import open_dict
 
-from hydra_plugins.lmbench_launchers.timing import record_failure
+from hydra_plugins.lmbench_launchers.timing import job_config, record_failure
 from lmbench.hardware import cpus_to_request
 
 log = logging.getLogger(__name__)
@@ -144,10 +143,7 @@ class SlurmLauncher(BaseSubmititLauncher):
         jobs, by_resources = [], {}
         for offset, overrides in enumerate(job_overrides):
             number = initial_job_idx + offset
-            job_cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-            with open_dict(job_cfg):
-                job_cfg.hydra.job.num = number
-            run_dir = sweep_dir / str(job_cfg.hydra.sweep.subdir)
+            job_cfg, run_dir = job_config(self, overrides, number)
             jobs.append({"overrides": list(overrides), "cfg": job_cfg, "run_dir": run_dir})
             by_resources.setdefault(self._resources(job_cfg), []).append((offset, number))
         for (cpus, mem_gb), members in by_resources.items():

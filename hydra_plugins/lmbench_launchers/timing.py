@@ -43,6 +43,14 @@ def record_failure(job_cfg, run_dir: Path, overrides, launcher: str, message: st
     write_record(failed_record(cfg, RuntimeError(message), job), run_dir)
 
 
+def job_config(launcher: Launcher, overrides, number: int):
+    """Sweep job ``number``'s composed config and its run folder inside the sweep folder."""
+    job_cfg = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+    with open_dict(job_cfg):
+        job_cfg.hydra.job.num = number
+    return job_cfg, Path(str(launcher.config.hydra.sweep.dir)) / str(job_cfg.hydra.sweep.subdir)
+
+
 class TimingLauncher(Launcher):
     def setup(self, *, hydra_context, task_function, config) -> None:
         self.config, self.hydra_context = config, hydra_context
@@ -55,10 +63,7 @@ class TimingLauncher(Launcher):
         results = []
         for offset, overrides in enumerate(job_overrides):
             number = initial_job_idx + offset
-            job_cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-            with open_dict(job_cfg):
-                job_cfg.hydra.job.num = number
-            run_dir = sweep_dir / str(job_cfg.hydra.sweep.subdir)
+            job_cfg, run_dir = job_config(self, overrides, number)
             log.info("#%d : %s", number, " ".join(filter_overrides(overrides)))
             done = subprocess.run([sys.executable, "-m", "lmbench", *overrides, "hydra.mode=RUN",
                                    f"hydra.run.dir={run_dir}"],
