@@ -97,9 +97,6 @@ def train(model, corpus: Corpus, cfg, run_dir: Path) -> dict:
     """Train ``model`` on ``corpus.train`` under ``cfg.train``; returns the record's ``train`` section."""
     tc = cfg.train
     keep_freed_memory()
-    threads = resolve_threads(tc.threads, parallel_jobs(cfg))
-    if threads:
-        torch.set_num_threads(threads)
     model.to(torch.device(value(cfg.device)))
     data = batchify(corpus.train, tc.batch_size, model.device)  # (N, B)
     if data.size(0) < 2:
@@ -122,6 +119,12 @@ def train(model, corpus: Corpus, cfg, run_dir: Path) -> dict:
         raise UserError(f"{ckpt_path} already exists: pass train.resume=true to continue that run, "
                         "or use a new run folder.")
 
+    if tc.threads == "auto" and "threads" in state:  # a resumed run keeps its threads: the same sums
+        threads = state["threads"]
+    else:
+        threads = state["threads"] = resolve_threads(tc.threads, parallel_jobs(cfg))
+    if threads:
+        torch.set_num_threads(threads)
     precision = resolve_precision(value(tc.precision), model.device)
     loop = Epoch(model, data, optimizer, tc, state, precision)
     diverged = None

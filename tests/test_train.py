@@ -149,6 +149,12 @@ def test_auto_threads_share_the_cores_among_running_jobs(tiny_word_corpus, tiny_
     assert fit(tiny_word_corpus, cfg, tmp_path / "shared", "rnn")[1]["threads"] == 1
     monkeypatch.setattr(train_module, "running_jobs", lambda: 1)
     assert fit(tiny_word_corpus, cfg, tmp_path / "alone", "rnn")[1]["threads"] == 2
+    # a resumed run keeps the threads it started with, so it does the same sums as an unbroken one
+    cfg = OmegaConf.merge(cfg, {"train": {"max_tokens": None, "max_epochs": 1}})
+    fit(tiny_word_corpus, cfg, tmp_path / "resumed", "rnn")
+    monkeypatch.setattr(train_module, "running_jobs", lambda: 2)
+    resumed = OmegaConf.merge(cfg, {"train": {"max_epochs": 2, "resume": True}})
+    assert fit(tiny_word_corpus, resumed, tmp_path / "resumed", "rnn")[1]["threads"] == 2
 
 
 def test_matmul_peak_is_measured_once_and_cached_by_processor(isolated_cache, monkeypatch):
