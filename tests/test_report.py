@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ROOT
 from test_app import SMALL, lmbench
 
 from lmbench.evaluate import paired_bootstrap
@@ -53,10 +54,11 @@ def test_report_skips_a_corrupt_record_and_says_so(tmp_path, capsys):
     assert "1 unreadable records skipped" in (tmp_path / "results" / "report.md").read_text()
 
 
-@pytest.mark.parametrize("corpus", ["synthetic", "tinyshakespeare", "ptb"])
-def test_the_committed_reference_reports_regenerate_byte_for_byte(tmp_path, corpus):
-    from conftest import ROOT
+REFERENCES = sorted(p.name for p in (ROOT / "results" / "reference").iterdir() if p.is_dir())
 
+
+@pytest.mark.parametrize("corpus", REFERENCES)
+def test_the_committed_reference_reports_regenerate_byte_for_byte(tmp_path, corpus):
     reference = ROOT / "results" / "reference" / corpus
     committed = {p.name: p.read_bytes() for p in reference.glob("*.csv")}
     assert {"summary.csv", "pairs.csv", "memory.csv", "speed.csv", "table.csv"} <= set(committed)
@@ -81,8 +83,6 @@ def test_numbers_are_formatted_for_people():
 
 def _reference_runs(tmp_path, names: list[str]):
     """Copies of committed synthetic reference runs (record and per-token losses) in one sweep folder."""
-    from conftest import ROOT
-
     sweep = tmp_path / "sweep"
     for name in names:
         source = ROOT / "results" / "reference" / "synthetic" / name
