@@ -37,7 +37,8 @@ COMPARE = ["train.optimizer=adamw", "train.lr=2e-3", "train.weight_decay=0.01", 
            "train.bptt=35", "train.clip=1"]
 # lr 20 sends the GRU and the vanilla RNN to perplexities of 10^4-10^6 early on
 STABLE = ["train.lr=1" if o == "train.lr=20" else o for o in RECURRENT]
-SETTINGS = {"lstm": RECURRENT, "gru": STABLE, "rnn": STABLE, "fnn": COMPARE, "transformer": COMPARE}
+SETTINGS = {"lstm": [*RECURRENT, "model.forget_bias=null"], "gru": STABLE, "rnn": STABLE, "fnn": COMPARE,
+            "transformer": COMPARE}
 
 
 def train_once(cfg, corpus, precision: str, tokens: int | None) -> dict:
