@@ -50,8 +50,13 @@ def count(stream: np.ndarray, order: int, width: int) -> list[Table]:
     ids = stream  # index in the current order's table of the n-gram ending at each position
     for _ in range(2, order + 1):
         ends = np.flatnonzero((ids[:-1] >= 0) & (stream[1:] != bos)) + 1
-        unique, where, inverse, counts = group(ids[ends - 1] * width + stream[ends])
+        keys = ids[ends - 1]
+        keys *= width
+        keys += stream[ends]
+        unique, where, inverse, counts = group(keys)
+        del keys
         tables.append(Table(unique, counts, ids[ends[where]], tables[-1].bos[unique // width]))
+        ids = None  # the previous order's ids go before the next order's are made
         ids = np.full(len(stream), -1, dtype=np.int64)
         ids[ends] = inverse
     return tables
@@ -78,10 +83,12 @@ def group(keys: np.ndarray) -> tuple[np.ndarray, ...]:
     new[0] = True
     np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
     firsts = np.flatnonzero(new)
-    counts = np.diff(np.append(firsts, len(keys)))
+    unique, where, counts = ordered[firsts], order[firsts], np.diff(np.append(firsts, len(keys)))
+    del ordered, new  # the peak of memory is below: free what is no longer needed first
     inverse = np.empty(len(keys), dtype=np.int64)
-    inverse[order] = np.repeat(np.arange(len(firsts)), counts)  # each sorted key's group
-    return ordered[firsts], order[firsts], inverse, counts
+    small = np.int32 if len(firsts) < 2**31 else np.int64
+    inverse[order] = np.repeat(np.arange(len(firsts), dtype=small), counts)  # each sorted key's group
+    return unique, where, inverse, counts
 
 
 def lookup(keys: list[np.ndarray], stream: np.ndarray, width: int) -> list[np.ndarray]:
