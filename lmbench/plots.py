@@ -132,6 +132,26 @@ def learning_curves(histories: pd.DataFrame, flat: pd.DataFrame, floors: dict, f
     return paths
 
 
+def data_size(points: pd.DataFrame, folder: Path) -> list[Path]:
+    """Excess test loss over the exact oracle against training tokens, one line per family (the mean
+    over seeds): what more data buys each family, and what is left for memory to explain."""
+    paths = []
+    for corpus, frame in points.groupby("corpus"):
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        for family, runs in frame.groupby("family"):
+            mean = runs.groupby("train_tokens").excess.mean()
+            ax.plot(mean.index, mean.values, marker="o", color=colour(family), label=family)
+        ax.axhline(0, color=colour("oracle"), linestyle="--", linewidth=1, label="oracle (floor)")
+        ax.set(xscale="log", xlabel="training tokens (log scale)",
+               ylabel="test loss above the oracle's (nats/token)")
+        _log_axis(ax.xaxis)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+        ax.set_title(f"{corpus}: excess loss over the exact floor against training-set size")
+        paths.append(_save(fig, folder / f"datasize_{corpus}.png"))
+    return paths
+
+
 def _pareto(points: pd.DataFrame, x: str) -> pd.DataFrame:
     """Points no other point beats on both ``x`` and test perplexity (lower is better)."""
     ordered = points.sort_values([x, "test_ppl"])

@@ -169,3 +169,18 @@ def test_a_record_with_null_sections_is_listed_without_breaking_the_report(tmp_p
     board = result["console"].split("\n\n")[1].splitlines()
     assert board[3].split()[:3] == ["1", "gru", "231.9"] and board[4].split()[:3] == ["2", "lstm", "–"]
     assert "on Intel(R) Xeon(R) Processor (2 cores)" in result["console"].splitlines()[0]
+
+
+def test_runs_at_several_training_sizes_get_the_excess_over_the_floor_plot(tmp_path):
+    from lmbench.records import collect
+    from lmbench.report.frames import data_size
+
+    done = lmbench(tmp_path, "-m", "model=ngram,unigram", "corpus.train_tokens=3000,30000",
+                   "corpus.valid_tokens=2000", "corpus.test_tokens=2000")
+    assert done.returncode == 0, done.stderr
+    sweep = next((tmp_path / "results" / "sweeps").iterdir())
+    points = data_size(collect(sweep)[0]).set_index(["family", "train_tokens"]).excess
+    assert points["ngram", 30000] < points["ngram", 3000]  # more data closes part of the gap
+    assert (points > 0).all()  # no model beats the exact floor
+    assert (sweep / "plots" / "datasize_synthetic.png").stat().st_size > 10_000
+    assert "plots/datasize_synthetic.png" in (sweep / "report.md").read_text()

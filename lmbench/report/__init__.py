@@ -60,10 +60,13 @@ def _figures(records, runs, summary, orders, groups, floor, root, folder) -> lis
             family=lambda f: f.label.map(family)), floor, folder)
     if not orders.empty:
         drawn += plots.ngram_growth(orders, folder)
+    sizes = frames.data_size(records)
+    if not sizes.empty:
+        drawn += plots.data_size(sizes, folder)
     for n, group in enumerate(groups):
         first = next(g for g in groups if g.corpus == group.corpus) is group
         if first:
-            group.figures = [f for prefix in ("tradeoffs", "curves", "ngram") for f in drawn
+            group.figures = [f for prefix in ("tradeoffs", "curves", "datasize", "ngram") for f in drawn
                              if f.stem == f"{prefix}_{group.corpus}"]
         if len(group.matrix) > 1:
             alone = sum(g.corpus == group.corpus for g in groups) == 1

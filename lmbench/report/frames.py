@@ -167,6 +167,19 @@ def histories(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def data_size(records: list[dict]) -> pd.DataFrame:
+    """Test loss above the exact oracle's (nats/token) against training-split size, for corpora with a
+    floor scored at two or more sizes: how much of each family's gap to the floor is data."""
+    rows = [{"corpus": r["corpus"]["name"], "family": r["model"], "train_tokens": r["corpus"]["train_tokens"],
+             "excess": r["metrics"]["test"]["nll"] - r["floor"]["nll"]}
+            for r in records if r.get("status") == "ok" and (r.get("floor") or {}).get("nll") is not None
+            and ((r.get("metrics") or {}).get("test") or {}).get("nll") is not None
+            and r["corpus"].get("train_tokens")]
+    frame = pd.DataFrame(rows, columns=["corpus", "family", "train_tokens", "excess"])
+    sizes = frame.groupby("corpus").train_tokens.nunique()
+    return frame[frame.corpus.isin(sizes[sizes > 1].index)].reset_index(drop=True)
+
+
 def ngram_orders(records: list[dict]) -> pd.DataFrame:
     rows = []
     for r in records:
