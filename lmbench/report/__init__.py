@@ -106,7 +106,8 @@ def build(root: Path, out: Path | None = None) -> dict:
         "memory": runs[["label", "corpus", "seed", "params", "model_mb", "peak_rss_mb", "peak_cuda_mb",
                         "shared_process"]] if records else pd.DataFrame(),
         "speed": runs[["label", "corpus", "seed", "train_tok_s", "eval_tok_s", "train_s", "wall_s",
-                       "hardware", "concurrent"]] if records else pd.DataFrame(),
+                       "precision", "flops_per_s", "peak_fraction", "hardware", "concurrent"]]
+        if records else pd.DataFrame(),
     }
     if not published.empty:
         full["published"] = published

@@ -30,8 +30,11 @@ DETAILS = [
      "p-value (below the bootstrap's resolution it is printed as a bound)."),
     ("memory", "Memory", "Peak RSS of the job's process; *shared process* marks jobs that ran after "
      "others in one process, whose peak includes theirs."),
-    ("speed", "Speed", "*concurrent* marks figures measured while other jobs ran (joblib/submitit local "
-     "launchers, or other lmbench jobs seen running): use `hydra/launcher=timing` for clean timings."),
+    ("speed", "Speed", "*achieved* is the training arithmetic per second (the model's training FLOPs "
+     "per token times its training tokens per second), *of peak* its share of this machine's "
+     "matrix-multiply peak at the run's precision and threads. *concurrent* marks figures measured "
+     "while other jobs ran (joblib/submitit local launchers, or other lmbench jobs seen running): use "
+     "`hydra/launcher=timing` for clean timings."),
     ("ngram", "n-gram storage and sparsity per order", ""),
     ("failed", "Failed or diverged runs", "Each with its error and, where there is one, its log."),
 ]

@@ -323,6 +323,9 @@ def details(runs: pd.DataFrame, pair_table: pd.DataFrame, orders: pd.DataFrame, 
             "train speed": [MISSING if _missing(x) else f"{count(x)} tok/s" for x in done.train_tok_s],
             "eval speed": [MISSING if _missing(x) else f"{count(x)} tok/s" for x in done.eval_tok_s],
             "train time": done.train_s.map(duration), "wall time": done.wall_s.map(duration),
+            "precision": done.precision.fillna(MISSING),
+            "achieved": [MISSING if _missing(x) else f"{count(x)}FLOP/s" for x in done.flops_per_s],
+            "of peak": [MISSING if _missing(x) else f"{100 * x:.0f}%" for x in done.peak_fraction],
             "device": done.device_name, "concurrent": done.concurrent.map({True: "yes", False: ""}),
         })
     if not orders.empty:
