@@ -16,7 +16,7 @@ def comparison(record: dict) -> dict | None:
     if tolerance is not None:
         goal, met = f"within {100 * tolerance:g}%", None if diff is None else abs(diff) <= tolerance
     elif at_most is not None:
-        goal, met = f"<= {at_most:g}", None if ours is None else ours <= at_most
+        goal, met = f"≤ {at_most:g}", None if ours is None else ours <= at_most
     else:
         goal, met = "report", None
     return {"row": published.get("row") or record.get("model"), "metric": f"{split} {key}",
