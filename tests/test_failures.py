@@ -188,8 +188,9 @@ def test_ctrl_c_prints_one_line_and_the_same_command_resumes(tmp_path):
     import signal
     import time
 
+    # epochs of a few seconds, so the interrupt lands in training even on a loaded machine
     job = ["model=lstm", "model.emb_size=16", "model.hidden_size=16", "train.max_epochs=6",
-           "train.patience=0", "corpus.train_tokens=20000", "corpus.valid_tokens=500",
+           "train.patience=0", "corpus.train_tokens=300000", "corpus.valid_tokens=500",
            "corpus.test_tokens=500", "eval.bootstrap_samples=10", f"results_dir={tmp_path / 'results'}"]
     process = subprocess.Popen([sys.executable, "-m", "lmbench", *job], cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
