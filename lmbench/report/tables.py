@@ -154,11 +154,13 @@ def leaderboard(summary: pd.DataFrame, runs: pd.DataFrame, published: pd.DataFra
         if not published.empty:
             match = published[(published.model == row.model) & (published.corpus == row.corpus)]
             found = match.iloc[0] if len(match) else None
+            unjudged = found is None or found.goal == "report"
+            metric = "" if found is None or found.metric == "test ppl" else f" ({found.metric})"
             line |= {"published": MISSING if found is None or _missing(found.published)
-                     else f"{found.published:g}",
-                     "source": MISSING if found is None else str(found.source or MISSING),
+                     else f"{found.published:g}{metric}",
+                     "source": MISSING if found is None or _missing(found.source) else str(found.source),
                      "diff %": MISSING if found is None else percent(found.diff_pct),
-                     "goal met": MISSING if found is None else
+                     "goal met": MISSING if unjudged else
                      f"{found.goal}: " + {True: "yes", False: "NO"}.get(found.met, MISSING)}
         rows.append(line)
     return pd.DataFrame(rows)
