@@ -15,6 +15,7 @@ from hydra.types import RunMode
 from lmbench import config, models
 from lmbench.errors import UserError
 from lmbench.records import RECORD_NAME, write_record
+from lmbench.run import failed_record
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 SWEEP_JOB_ENV = "LMBENCH_SWEEP_JOB"  # set by the timing launcher for the jobs it starts
@@ -44,12 +45,49 @@ def _remove_unstarted(run_dir: Path, results_dir: Path) -> None:
         folder.rmdir()
 
 
+def _interrupted(run_dir: Path, results_dir: Path) -> None:
+    """Ctrl-C: say what was kept, drop the folder of a run that never checkpointed, exit 130."""
+    resumable = any(run_dir.glob("checkpoint*"))
+    print("\nInterrupted. " + ("The last epoch's checkpoint is kept: run the same command again to "
+                               f"resume it ({run_dir})." if resumable else
+                               "Nothing was finished or checkpointed; run the command again to start "
+                               "over."), file=sys.stderr)
+    if not resumable:
+        _remove_unstarted(run_dir, results_dir)
+    sys.exit(130)
+
+
+def _refused(exc: UserError, cfg, run_dir: Path, job: dict) -> None:
+    """Bad input: one paragraph on stderr. In a sweep the job leaves a failed record and the sweep
+    goes on; alone, a run that never started leaves nothing, and the app exits 1."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise exc
+    print(f"Error: {exc}", file=sys.stderr)
+    if job["sweep"]:
+        write_record(failed_record(cfg, exc, job), run_dir)
+        return
+    started = (run_dir / RECORD_NAME).exists() or any(run_dir.glob("checkpoint*"))
+    if not started:  # nothing of a run that never started is kept (a killed run's files are)
+        _remove_unstarted(run_dir, Path(cfg.results_dir).absolute())
+    sys.exit(1)
+
+
+def _crashed(exc: Exception, cfg, run_dir: Path, job: dict) -> None:
+    """An unexpected error: alone it propagates (with its traceback); in a sweep the job's failed
+    record says what happened and the sweep goes on."""
+    if not job["sweep"]:
+        raise exc
+    if not (run_dir / RECORD_NAME).exists():  # it failed before the run could record it
+        write_record(failed_record(cfg, exc, job), run_dir)
+    logging.getLogger(__name__).error("job failed (%s: %s); the sweep goes on", type(exc).__name__, exc)
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg) -> float | None:
     """Run one job; returns the test perplexity (for sweepers that optimise it). In a sweep a
     failing job leaves its record and returns, so the other jobs still run."""
     from lmbench.preflight import check_choices
-    from lmbench.run import failed_record, run
+    from lmbench.run import run
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     job = _job_facts()
@@ -57,34 +95,12 @@ def main(cfg) -> float | None:
         check_choices(HydraConfig.get().runtime.choices)
         record = run(cfg, run_dir, job)
     except KeyboardInterrupt:
-        resumable = any(run_dir.glob("checkpoint*"))
-        print("\nInterrupted. " + ("The last epoch's checkpoint is kept: run the same command again to "
-                                   f"resume it ({run_dir})." if resumable else
-                                   "Nothing was finished or checkpointed; run the command again to start "
-                                   "over."), file=sys.stderr)
-        if not resumable:
-            _remove_unstarted(run_dir, Path(cfg.results_dir).absolute())
-        sys.exit(130)
+        _interrupted(run_dir, Path(cfg.results_dir).absolute())
     except UserError as exc:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"Error: {exc}", file=sys.stderr)
-        if job["sweep"]:
-            write_record(failed_record(cfg, exc, job), run_dir)
-            return None
-        started = (run_dir / RECORD_NAME).exists() or any(run_dir.glob("checkpoint*"))
-        if not started:  # nothing of a run that never started is kept (a killed run's files are)
-            _remove_unstarted(run_dir, Path(cfg.results_dir).absolute())
-        sys.exit(1)
+        return _refused(exc, cfg, run_dir, job)
     except Exception as exc:
-        if not job["sweep"]:
-            raise
-        if not (run_dir / RECORD_NAME).exists():  # it failed before the run could record it
-            write_record(failed_record(cfg, exc, job), run_dir)
-        logging.getLogger(__name__).error("job failed (%s: %s); the sweep goes on",
-                                          type(exc).__name__, exc)
-        return None
-    finished_elsewhere = record.get("skipped") and Path(record["_path"]).parent.resolve() != run_dir.resolve()
+        return _crashed(exc, cfg, run_dir, job)
+    finished_elsewhere = record.get("skipped") and Path(record["skipped"]).resolve() != run_dir.resolve()
     if finished_elsewhere:  # the finished job's folder holds everything; drop the empty new one
         logging.shutdown()
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 
 from lmbench import report
-from lmbench.records import collect, write_tables
+from lmbench.rundir import find_runs, refresh_tables
 
 log = logging.getLogger(__name__)
 
@@ -19,11 +19,11 @@ log = logging.getLogger(__name__)
 class SweepSummary(Callback):
     def on_multirun_end(self, config, **kwargs) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        records, skipped = collect(sweep_dir)
-        statuses = Counter(r["status"] for r in records)
+        runs, skipped = find_runs(sweep_dir)
+        statuses = Counter(run.record["status"] for run in runs)
         built = report.build(sweep_dir)
         results_dir = Path(str(config.results_dir))
-        write_tables(results_dir)
+        refresh_tables(results_dir)
         summary = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
         log.info("sweep finished: %s (records in %s; report %s)", summary or "no records", sweep_dir,
                  sweep_dir / "report.html")
@@ -33,5 +33,5 @@ class SweepSummary(Callback):
               f"plots beside it)", flush=True)
         if statuses["failed"] or statuses["diverged"]:
             print(f"sweep: {statuses['failed']} failed, {statuses['diverged']} diverged of "
-                  f"{len(records)} jobs", file=sys.stderr)
+                  f"{len(runs)} jobs", file=sys.stderr)
             sys.exit(1)

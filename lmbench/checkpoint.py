@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from lmbench.errors import UserError
-from lmbench.records import atomic_write
+from lmbench.files import atomic_write
 
 CHECKPOINT = "checkpoint.pt"  # the latest epoch: everything a resume needs
 BEST = "checkpoint_best.pt"  # the weights with the best validation perplexity (scored on test, sampled from)

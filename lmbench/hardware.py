@@ -11,8 +11,6 @@ import json
 import logging
 import math
 import os
-import platform
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,15 +73,9 @@ def keep_freed_memory() -> None:
 def _processor(device: torch.device) -> str:
     import torch
 
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from lmbench.provenance import cpu_name
+
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
 
 
 def measure_peak(device: torch.device, dtype: torch.dtype, size: int = PEAK_SIZE, reps: int = 8) -> float:
@@ -117,7 +109,7 @@ def matmul_peak(device: torch.device) -> dict:
     import torch
 
     from lmbench.corpora.fetch import cache_dir
-    from lmbench.records import atomic_write_text
+    from lmbench.files import atomic_write_text
 
     key = f"{_processor(device)}|{device.type}|{torch.__version__}"
     cores = torch.get_num_threads() if device.type == "cpu" else 1
@@ -151,20 +143,10 @@ def available_cores() -> int:
 
 
 def running_jobs() -> int:
-    """lmbench jobs running on this machine now, this one included: the live entries of the registry
-    that ``lmbench.jobs.active`` keeps (one file per job, named by its process id)."""
-    folder = Path(tempfile.gettempdir()) / "lmbench-active"
-    pids = {int(m.name.split("-")[0]) for m in folder.glob("*-*") if m.name.split("-")[0].isdigit()}
-    alive = 0
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            continue
-        except PermissionError:
-            pass
-        alive += 1
-    return max(1, alive)
+    """lmbench jobs running on this machine now, this one included (see ``lmbench.jobs.active``)."""
+    from lmbench.jobs import live_jobs
+
+    return max(1, len(live_jobs()))
 
 
 def resolve_threads(requested, parallel_jobs: int) -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +13,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from lmbench.checkpoint import CHECKPOINT
-from lmbench.records import RECORD_NAME, REFERENCE_DIR, atomic_write_text, record_paths
+from lmbench.files import atomic_copy, atomic_write_text
+from lmbench.records import RECORD_NAME, REFERENCE_DIR, record_paths
 
 JOB_NAME = "job.json"
 IGNORED_KEYS = ("results_dir", "force")  # where results go and whether to redo them: not the job
@@ -51,7 +51,7 @@ def _same_job(run_dir: Path, cfg_hash: str, fingerprint: str) -> bool:
 
 def find_done(results_dir: Path, cfg_hash: str, fingerprint: str) -> Path | None:
     """A finished ``ok`` record of the same job below ``results_dir``, if any."""
-    for record_path in record_paths(results_dir, own_only=True):
+    for record_path in record_paths(results_dir):
         if not _same_job(record_path.parent, cfg_hash, fingerprint):
             continue
         try:
@@ -85,8 +85,11 @@ def adopt_partial(results_dir: Path, cfg_hash: str, fingerprint: str, run_dir: P
         return None
     latest = max(partial, key=lambda d: (d / CHECKPOINT).stat().st_mtime)
     for checkpoint in latest.glob(CHECKPOINT_GLOB):
-        shutil.copy2(checkpoint, Path(run_dir) / checkpoint.name)
+        atomic_copy(checkpoint, Path(run_dir) / checkpoint.name)
     return latest
+
+
+ACTIVE_FOLDER = Path(tempfile.gettempdir()) / "lmbench-active"  # one empty file per running job
 
 
 def _alive(pid: int) -> bool:
@@ -99,22 +102,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def live_jobs() -> list[Path]:
+    """The registry entries (``<pid>-<n>``) of the lmbench jobs running on this machine now."""
+    return [m for m in ACTIVE_FOLDER.glob("*-*")
+            if m.name.split("-")[0].isdigit() and _alive(int(m.name.split("-")[0]))]
+
+
 @contextmanager
 def active():
     """Register this job as running on this machine; yields a function counting the other live
     lmbench jobs (whatever their results folder) and the number of jobs this process ran before."""
     global _jobs_in_this_process
-    folder = Path(tempfile.gettempdir()) / "lmbench-active"
-    folder.mkdir(parents=True, exist_ok=True)
-    marker = folder / f"{os.getpid()}-{id(folder)}"
+    ACTIVE_FOLDER.mkdir(parents=True, exist_ok=True)
+    marker = ACTIVE_FOLDER / f"{os.getpid()}-{_jobs_in_this_process}"
     marker.write_text("")
     earlier_jobs, _jobs_in_this_process = _jobs_in_this_process, _jobs_in_this_process + 1
-
-    def others() -> int:
-        live = [m for m in folder.iterdir() if m != marker and _alive(int(m.name.split("-")[0]))]
-        return len(live)
-
     try:
-        yield others, earlier_jobs
+        yield (lambda: sum(m != marker for m in live_jobs())), earlier_jobs
     finally:
         marker.unlink(missing_ok=True)

@@ -3,105 +3,22 @@ from a folder of them. Tables are never edited by hand; they are regenerated fro
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
-import os
-import platform
-import subprocess
-import sys
-import tempfile
 import uuid
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 
+from lmbench.errors import UserError
+from lmbench.files import atomic_write_text
+
 RECORD_NAME = "record.json"
 REFERENCE_DIR = "reference"  # committed reference runs inside a results folder: not the user's runs
-PACKAGES = ("lmbench", "torch", "numpy", "pandas", "nltk", "hydra-core", "omegaconf")
 
 
 def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-
-
-def atomic_write(path: Path, write, binary: bool = False) -> None:
-    """Call ``write(file)`` on a temporary file in the same folder, then rename it onto ``path``
-    atomically: readers see the old file or the new one, never a partial one. A full disk is a
-    ``UserError`` that leaves the old file intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb" if binary else "w") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            from lmbench.errors import UserError
-
-            raise UserError(f"The disk is full: could not write {path}. Any previous version of "
-                            "it is intact; free some space and run again (a killed training run "
-                            "resumes from its last checkpoint).") from exc
-        raise
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text))
-
-
-def versions() -> dict:
-    found = {}
-    for name in PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    found["python"] = platform.python_version()
-    return found
-
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-def git_commit(root: Path = PROJECT_ROOT) -> str | None:
-    """HEAD's hash, with ``-dirty`` when tracked code differs from it (changes under ``results/``,
-    such as a sweep's own tables, are output, not code, and do not count)."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                                text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":(exclude)results"], cwd=root, capture_output=True, text=True,
-                               timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (commit + ("-dirty" if dirty else "")) or None
-
-
-def hardware(device: str) -> dict:
-    import psutil
-
-    torch = sys.modules.get("torch")  # None for a count-based run, which never imports it
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads() if torch else None,
-            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "platform": platform.platform(), "device": device, "gpu": None}
-    if device == "cuda":
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
 
 
 def write_record(record: dict, run_dir: Path) -> Path:
@@ -110,12 +27,10 @@ def write_record(record: dict, run_dir: Path) -> Path:
     return path
 
 
-def record_paths(root: Path, own_only: bool = False) -> list[Path]:
-    """Every record file below ``root``; ``own_only`` leaves out ``root/reference/``."""
-    paths = sorted(Path(root).rglob(RECORD_NAME))
-    if own_only:
-        paths = [p for p in paths if p.relative_to(root).parts[0] != REFERENCE_DIR]
-    return paths
+def record_paths(root: Path) -> list[Path]:
+    """Every record file below ``root``, leaving out the committed references in ``root/reference/``
+    (report those with ``python -m lmbench.report results/reference/<name>``)."""
+    return [p for p in sorted(Path(root).rglob(RECORD_NAME)) if p.relative_to(root).parts[0] != REFERENCE_DIR]
 
 
 REQUIRED = {"id": str, "model": str, "status": str, "config": dict, "corpus": dict}  # what tables read
@@ -124,8 +39,6 @@ REQUIRED = {"id": str, "model": str, "status": str, "config": dict, "corpus": di
 def read_record(path: Path) -> dict:
     """The record in ``path`` (a file or a run folder); a missing, unparsable or incomplete one is a
     ``UserError`` naming the file and what is wrong with it."""
-    from lmbench.errors import UserError
-
     path = Path(path) / RECORD_NAME if Path(path).is_dir() else Path(path)
     try:
         record = json.loads(path.read_text())
@@ -138,37 +51,6 @@ def read_record(path: Path) -> dict:
         raise UserError(f"{path} is an incomplete lmbench record (missing or malformed: "
                         f"{', '.join(wrong) or 'corpus.name'}).")
     return record
-
-
-def collect(root: Path, own_only: bool = False) -> tuple[list[dict], list[str]]:
-    """All readable records below ``root`` (see ``record_paths``), and a note for each file
-    skipped as unreadable or incomplete: one bad record never breaks a table or a report."""
-    from lmbench.errors import UserError
-
-    records, skipped = [], []
-    for path in record_paths(root, own_only):
-        try:
-            record = read_record(path)
-        except UserError as exc:
-            skipped.append(str(exc))
-            continue
-        record["_path"] = str(path)
-        records.append(record)
-    return records, skipped
-
-
-def read_losses(record: dict):
-    """The run's per-token test losses (``test_losses.npy`` beside its record), or None when the file
-    is missing, truncated or not the record's test split."""
-    import numpy as np
-
-    path = Path(record["_path"]).parent / "test_losses.npy"
-    try:
-        losses = np.load(path, allow_pickle=False).astype(np.float64)
-    except (OSError, ValueError, EOFError):
-        return None
-    tokens = ((record.get("metrics") or {}).get("test") or {}).get("tokens")
-    return losses if losses.ndim == 1 and tokens in (None, len(losses)) else None
 
 
 def _row(record: dict, test: dict, model: str) -> dict:
@@ -215,14 +97,9 @@ def table(records: list[dict]) -> pd.DataFrame:
                              na_position="last", kind="stable").reset_index(drop=True)
 
 
-def write_tables(root: Path, records: list[dict] | None = None) -> pd.DataFrame:
-    """Regenerate ``table.csv`` and ``table.md`` in ``root`` from ``records`` (default: every
-    record below ``root``, read under a lock so that the last of concurrent jobs sees them all)."""
-    if records is None:
-        Path(root).mkdir(parents=True, exist_ok=True)
-        with open(Path(root) / ".table.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            return write_tables(root, collect(root, own_only=True)[0])
+def write_tables(root: Path, records: list[dict]) -> pd.DataFrame:
+    """Write ``table.csv`` and ``table.md`` in ``root`` from ``records`` (the one writer of these
+    tables; ``rundir.refresh_tables`` regenerates them from a folder)."""
     frame = table(records)
     atomic_write_text(Path(root) / "table.csv", frame.to_csv(index=False))
     markdown = frame.to_markdown(index=False, floatfmt=".4g") if not frame.empty else "(no runs)"

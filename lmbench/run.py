@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import logging
 import random
-import resource
 import time
 import traceback
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from omegaconf import OmegaConf
 
-from lmbench import jobs, models, published, records
+from lmbench import jobs, models, provenance, published, records
 from lmbench.config import validate
 from lmbench.corpora import Corpus, load_corpus
 from lmbench.errors import UserError
 from lmbench.evaluate import evaluate
+from lmbench.rundir import TEST_LOSSES, refresh_tables
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +48,6 @@ def seed_everything(seed: int, uses_torch: bool = True) -> None:
         import torch
 
         torch.manual_seed(seed)
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _evaluate(model, corpus: Corpus, split: str, cfg) -> tuple[dict, np.ndarray]:
@@ -142,77 +140,123 @@ def failed_record(cfg, error: Exception, job: dict | None = None) -> dict:
             "error": f"{type(error).__name__}: {error}", "job": job or {}}
 
 
-def run(cfg, run_dir: Path, job: dict | None = None) -> dict:
-    """Run one job and write its record; returns it. ``job`` holds launcher facts (command,
-    launcher, sweep). User errors raise before anything is written; any other failure still
-    writes a record with status ``failed`` and the error. An identical finished job is skipped
-    (its record returned) unless ``force=true``; a killed identical job is resumed."""
-    job = dict(job or {})
+@dataclass
+class Job:
+    """What every phase of a run shares: its config, device, corpus, identity and folders."""
+
+    cfg: Any
+    device: str
+    corpus: Corpus
+    config_hash: str
+    run_dir: Path
+    results_dir: Path
+    facts: dict  # launcher facts: command, launcher, sweep
+
+
+def prepare(cfg, run_dir: Path, facts: dict | None) -> Job:
+    """Validate the config, pick the device, seed every generator and load the corpus."""
     validate(cfg)
     uses_torch = models.uses_torch(cfg.model.name)
     device = resolve_device(cfg.device.value, uses_torch)
     seed_everything(cfg.seed, uses_torch)
     corpus = load_corpus(cfg.corpus)
-    cfg_hash = jobs.config_hash(cfg)
-    results_dir = Path(cfg.results_dir)
-    done = None if cfg.force else jobs.find_done(results_dir, cfg_hash, corpus.fingerprint)
-    if done is not None:
-        log.info("skipping: this job already finished in %s (force=true reruns it)", done.parent)
-        return records.collect(done.parent)[0][0] | {"skipped": True}
-    check_memory(cfg, corpus, device)
-    model = models.build(cfg.model.name, cfg.model, corpus)
-    run_dir = Path(run_dir)
-    check_run_folder(run_dir, model, corpus, cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    jobs.mark_started(run_dir, cfg_hash, corpus.fingerprint, job.get("command"))
-    resumed_from = jobs.adopt_partial(results_dir, cfg_hash, corpus.fingerprint, run_dir)
+    return Job(cfg, device, corpus, jobs.config_hash(cfg), Path(run_dir), Path(cfg.results_dir),
+               dict(facts or {}))
+
+
+def finished_copy(job: Job) -> dict | None:
+    """The record of an identical finished job, marked ``skipped`` with its folder (unless ``force``)."""
+    done = None if job.cfg.force else jobs.find_done(job.results_dir, job.config_hash, job.corpus.fingerprint)
+    if done is None:
+        return None
+    log.info("skipping: this job already finished in %s (force=true reruns it)", done.parent)
+    return records.read_record(done) | {"skipped": str(done.parent)}
+
+
+def start(job: Job):
+    """Build the model, claim the run folder and adopt a killed identical run's checkpoint; returns
+    the model and the folder resumed from (or None)."""
+    check_memory(job.cfg, job.corpus, job.device)
+    model = models.build(job.cfg.model.name, job.cfg.model, job.corpus)
+    check_run_folder(job.run_dir, model, job.corpus, job.cfg)
+    job.run_dir.mkdir(parents=True, exist_ok=True)
+    jobs.mark_started(job.run_dir, job.config_hash, job.corpus.fingerprint, job.facts.get("command"))
+    resumed_from = jobs.adopt_partial(job.results_dir, job.config_hash, job.corpus.fingerprint, job.run_dir)
     if resumed_from is not None:
         log.info("resuming the killed run in %s", resumed_from)
-    record = {
-        "id": records.new_run_id(),
-        "model": cfg.model.name,
-        "experiment": cfg.experiment,
+    return model, resumed_from
+
+
+def new_record(job: Job, resumed_from: Path | None) -> dict:
+    """The record's self-description: config, corpus fingerprint, versions, hardware."""
+    cfg, corpus = job.cfg, job.corpus
+    return {
+        "id": records.new_run_id(), "model": cfg.model.name, "experiment": cfg.experiment,
         "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
-        "config_hash": cfg_hash,
+        "config_hash": job.config_hash,
         "corpus": {"name": corpus.name, "fingerprint": corpus.fingerprint, **corpus.stats()},
-        "versions": records.versions(),
-        "git_commit": records.git_commit(),
-        "hardware": records.hardware(device),
-        "device": device,
-        "run_dir": str(run_dir),
+        "versions": provenance.versions(), "git_commit": provenance.git_commit(),
+        "hardware": provenance.hardware(job.device), "device": job.device, "run_dir": str(job.run_dir),
         "resumed_from": str(resumed_from) if resumed_from else None,
-        "status": "running",
-        "started_at": datetime.now(timezone.utc).isoformat(),
+        "status": "running", "started_at": datetime.now(timezone.utc).isoformat(),
     }
+
+
+def fit_and_score(job: Job, model, resume: bool) -> dict:
+    """Train (or estimate) the model, score valid and test, save the test losses; returns the
+    record's results: metrics, floor, status, training statistics and timing."""
+    cfg, corpus = job.cfg, job.corpus
     started = time.perf_counter()
-    with jobs.active() as (other_jobs, earlier_jobs_in_process):
+    fit_cfg = OmegaConf.merge(cfg, {"device": job.device, "train": {"resume": resume}})
+    train_stats = model.fit(corpus, fit_cfg, job.run_dir) or {}
+    train_seconds = time.perf_counter() - started
+    metrics, losses = {}, {}
+    for split in ("valid", "test"):
+        metrics[split], losses[split] = _evaluate(model, corpus, split, cfg)
+        log.info("%s: ppl %.3f  bpc %.4f  (%d tokens)", split, metrics[split]["ppl"],
+                 metrics[split]["bpc"], metrics[split]["tokens"])
+    np.save(job.run_dir / TEST_LOSSES, losses["test"].astype(np.float16))
+    reason = diverged({"metrics": metrics}, train_stats, len(corpus.vocab))
+    if reason:
+        log.warning("diverged: %s", reason)
+    train_stats.pop("status", None)
+    return {"metrics": metrics, **_floor(corpus, cfg), "status": "diverged" if reason else "ok",
+            **({"diverged": reason} if reason else {}), "train": train_stats,
+            "timing": {"train_seconds": train_seconds,
+                       "train_tokens_per_s": train_stats.get(
+                           "train_tokens_per_s", len(corpus.train) / max(train_seconds, 1e-9)),
+                       "wall_seconds": time.perf_counter() - started}}
+
+
+def finish(job: Job, record: dict, model, concurrent: int, earlier_jobs: int) -> None:
+    """Add memory and job facts, write the record atomically and refresh the results tables."""
+    memory = {"peak_rss_mb": provenance.peak_rss_mb(), "parameters": model.num_parameters(),
+              "model_bytes": model.size_bytes()}
+    if job.device == "cuda":
+        import torch
+
+        memory["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    record.update(memory=memory, finished_at=datetime.now(timezone.utc).isoformat(),
+                  job=job.facts | {"concurrent_jobs": concurrent, "earlier_jobs_in_process": earlier_jobs})
+    records.write_record(record, job.run_dir)
+    refresh_tables(job.results_dir)
+
+
+def run(cfg, run_dir: Path, facts: dict | None = None) -> dict:
+    """Run one job and write its record; returns it. ``facts`` are launcher facts (command,
+    launcher, sweep). User errors raise before anything is written; any other failure still writes
+    a record with status ``failed`` and the error. An identical finished job is skipped (its record
+    returned, ``skipped`` naming its folder) unless ``force=true``; a killed identical job is resumed."""
+    job = prepare(cfg, run_dir, facts)
+    done = finished_copy(job)
+    if done is not None:
+        return done
+    model, resumed_from = start(job)
+    record = new_record(job, resumed_from)
+    with jobs.active() as (other_jobs, earlier_jobs):
         concurrent = other_jobs()
         try:
-            resume = bool(cfg.train.resume or resumed_from)
-            fit_cfg = OmegaConf.merge(cfg, {"device": device, "train": {"resume": resume}})
-            train_stats = model.fit(corpus, fit_cfg, run_dir) or {}
-            train_seconds = time.perf_counter() - started
-            concurrent = max(concurrent, other_jobs())
-            metrics, losses = {}, {}
-            for split in ("valid", "test"):
-                metrics[split], losses[split] = _evaluate(model, corpus, split, cfg)
-                log.info("%s: ppl %.3f  bpc %.4f  (%d tokens)", split, metrics[split]["ppl"],
-                         metrics[split]["bpc"], metrics[split]["tokens"])
-            np.save(Path(run_dir) / "test_losses.npy", losses["test"].astype(np.float16))
-            record.update(metrics=metrics, **_floor(corpus, cfg))
-            reason = diverged(record, train_stats, len(corpus.vocab))
-            if reason:
-                log.warning("diverged: %s", reason)
-            train_stats.pop("status", None)
-            record.update(
-                status="diverged" if reason else "ok",
-                **({"diverged": reason} if reason else {}),
-                train=train_stats,
-                timing={"train_seconds": train_seconds,
-                        "train_tokens_per_s": train_stats.get(
-                            "train_tokens_per_s", len(corpus.train) / max(train_seconds, 1e-9)),
-                        "wall_seconds": time.perf_counter() - started},
-            )
+            record.update(fit_and_score(job, model, bool(cfg.train.resume or resumed_from)))
         except UserError:
             raise  # bad input found during fit (e.g. a foreign checkpoint): nothing is written
         except Exception as exc:
@@ -221,17 +265,7 @@ def run(cfg, run_dir: Path, job: dict | None = None) -> dict:
             raise
         finally:
             if record["status"] != "running":
-                memory = {"peak_rss_mb": peak_rss_mb(), "parameters": model.num_parameters(),
-                          "model_bytes": model.size_bytes()}
-                if device == "cuda":
-                    import torch
-
-                    memory["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
-                record.update(memory=memory, finished_at=datetime.now(timezone.utc).isoformat(),
-                              job=job | {"concurrent_jobs": max(concurrent, other_jobs()),
-                                         "earlier_jobs_in_process": earlier_jobs_in_process})
-                records.write_record(record, run_dir)
-                records.write_tables(results_dir)
+                finish(job, record, model, max(concurrent, other_jobs()), earlier_jobs)
     if published_line := published.line(record):
         print(published_line, flush=True)
     return record

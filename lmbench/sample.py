@@ -10,48 +10,12 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
 
-from lmbench import checkpoint, models
-from lmbench.corpora import load_corpus
 from lmbench.errors import UserError
-from lmbench.models.neural import NeuralModel
-from lmbench.records import RECORD_NAME, read_record
-
-
-def run_config(run_dir: Path):
-    record, hydra_config = run_dir / RECORD_NAME, run_dir / ".hydra" / "config.yaml"
-    if record.is_file():
-        return OmegaConf.create(read_record(record)["config"])
-    if hydra_config.is_file():
-        try:
-            return OmegaConf.load(hydra_config)
-        except Exception as exc:  # yaml and OmegaConf errors alike
-            raise UserError(f"{hydra_config} is not a readable config ({type(exc).__name__}).") from None
-    raise UserError(f"{run_dir} holds no {RECORD_NAME} or .hydra/config.yaml: not an lmbench run folder.")
-
-
-def load_model(run_dir: Path):
-    """The run's model, ready to score or sample, and its corpus."""
-    cfg = run_config(run_dir)
-    corpus = load_corpus(cfg.corpus)
-    record = run_dir / RECORD_NAME
-    if record.is_file() and read_record(record)["corpus"].get("fingerprint") != corpus.fingerprint:
-        raise UserError(f"The corpus of the run in {run_dir} has changed since it ran (another "
-                        "fingerprint: edited files?); restore the corpus files the run used.")
-    model = models.build(cfg.model.name, cfg.model, corpus)
-    if isinstance(model, NeuralModel):
-        best = run_dir / checkpoint.BEST
-        path = best if best.is_file() else run_dir / checkpoint.CHECKPOINT
-        checkpoint.load_weights(model.net, path, corpus)
-    else:
-        with tempfile.TemporaryDirectory() as scratch:
-            model.fit(corpus, OmegaConf.merge(cfg, {"device": "cpu"}), Path(scratch))
-    return model, corpus
+from lmbench.rundir import RunDir
 
 
 def encode_prompt(corpus, text: str) -> np.ndarray:
@@ -77,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"--length={args.length}, --temperature={args.temperature}, --top-k="
                             f"{args.top_k}: the length and temperature must be finite numbers >= 0 and "
                             "--top-k at least 1 (above the vocabulary it keeps every token).")
-        model, corpus = load_model(args.run_dir)
+        run = RunDir.open(args.run_dir)
+        model, corpus = run.model(), run.corpus
         prompt = encode_prompt(corpus, args.prompt)
         ids = model.sample(args.length, prompt, args.temperature, args.top_k,
                            np.random.default_rng(args.seed))

@@ -17,8 +17,8 @@ from lmbench import models
 from lmbench.corpora import EOS
 from lmbench.diagnose import cells, gradients, memory
 from lmbench.diagnose.__main__ import main
-from lmbench.diagnose.runs import Run
 from lmbench.run import run
+from lmbench.rundir import RunDir
 
 SMALL = ["corpus.train_tokens=20000", "corpus.valid_tokens=3000", "corpus.test_tokens=3000"]
 TINY_NET = ["model.hidden_size=16", "model.emb_size=16", "model.layers=1"]
@@ -162,7 +162,7 @@ def trained_runs(tmp_path_factory):
 
 @pytest.mark.slow
 def test_probe_excess_loss_over_the_oracle_is_positive_on_average(trained_runs):
-    trained = Run.open(trained_runs[1])
+    trained = RunDir.open(trained_runs[1])
     found = memory.closer_excess(trained.model(), trained.corpus,
                                  memory.probe_ids(trained.corpus, "probe", 10_000))
     assert len(found["distance"]) > 100 and np.all(found["distance"] >= 1)

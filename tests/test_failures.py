@@ -11,18 +11,20 @@ import sys
 import zipfile
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import ROOT, compose_config
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from lmbench import records, sample
+from lmbench import sample
 from lmbench.config import validate
 from lmbench.corpora import load_corpus
 from lmbench.diagnose.__main__ import main as diagnose
 from lmbench.errors import CorpusError, UserError
 from lmbench.preflight import check_choices
 from lmbench.run import run
+from lmbench.rundir import RunDir, find_runs, refresh_tables
 
 TINY = ["corpus.train_tokens=3000", "corpus.valid_tokens=500", "corpus.test_tokens=500"]
 TINY_LSTM = ["model=lstm", "model.emb_size=8", "model.hidden_size=8", "train.max_epochs=1",
@@ -240,21 +242,22 @@ def test_records_that_parse_but_lack_keys_are_skipped_and_named(tmp_path):
                           "nulls": json.dumps(nulls)}.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "record.json").write_text(content)
-    found, skipped = records.collect(tmp_path)
-    assert sorted(r["id"] for r in found) == sorted([good["id"], "nulls"]) and len(skipped) == 4
+    found, skipped = find_runs(tmp_path)
+    assert sorted(r.record["id"] for r in found) == sorted([good["id"], "nulls"]) and len(skipped) == 4
     assert any("no_model" in s and "model" in s for s in skipped)
-    assert len(records.write_tables(tmp_path)) == 3  # both runs and the oracle floor
+    refresh_tables(tmp_path)
+    assert len(pd.read_csv(tmp_path / "table.csv")) == 3  # both runs and the oracle floor
 
 
 def test_a_truncated_losses_file_is_read_as_missing(tmp_path):
     record = run(compose_config("model=unigram", *TINY, f"results_dir={tmp_path}"), tmp_path / "job")
-    record["_path"] = str(tmp_path / "job" / "record.json")
-    assert len(records.read_losses(record)) == record["metrics"]["test"]["tokens"]
+    folder = RunDir(tmp_path / "job")
+    assert len(folder.test_losses()) == record["metrics"]["test"]["tokens"]
     path = tmp_path / "job" / "test_losses.npy"
     path.write_bytes(path.read_bytes()[:100])
-    assert records.read_losses(record) is None
+    assert folder.test_losses() is None
     np.save(path, np.zeros(3, dtype=np.float16))  # whole, but not this run's test split
-    assert records.read_losses(record) is None
+    assert folder.test_losses() is None
     path.write_bytes(b"\x93NUMPY truncated")
     from lmbench import report
 

@@ -172,14 +172,14 @@ def test_a_record_with_null_sections_is_listed_without_breaking_the_report(tmp_p
 
 
 def test_runs_at_several_training_sizes_get_the_excess_over_the_floor_plot(tmp_path):
-    from lmbench.records import collect
     from lmbench.report.frames import data_size
+    from lmbench.rundir import find_runs
 
     done = lmbench(tmp_path, "-m", "model=ngram,unigram", "corpus.train_tokens=3000,30000",
                    "corpus.valid_tokens=2000", "corpus.test_tokens=2000")
     assert done.returncode == 0, done.stderr
     sweep = next((tmp_path / "results" / "sweeps").iterdir())
-    points = data_size(collect(sweep)[0]).set_index(["family", "train_tokens"]).excess
+    points = data_size([r.record for r in find_runs(sweep)[0]]).set_index(["family", "train_tokens"]).excess
     assert points["ngram", 30000] < points["ngram", 3000]  # more data closes part of the gap
     assert (points > 0).all()  # no model beats the exact floor
     assert (sweep / "plots" / "datasize_synthetic.png").stat().st_size > 10_000

@@ -67,7 +67,7 @@ def test_resuming_with_a_foreign_checkpoint_is_refused_and_keeps_the_killed_runs
 
 
 def test_git_commit_is_dirty_for_changed_code_but_not_for_changed_results(tmp_path):
-    from lmbench.records import git_commit
+    from lmbench.provenance import git_commit
 
     def git(*args):
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,

@@ -24,7 +24,7 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 
-from hydra_plugins.lmbench_launchers.timing import job_config, record_failure
+from hydra_plugins.lmbench_launchers.timing import job_config, record_failure, test_perplexity
 from lmbench.hardware import cpus_to_request
 
 log = logging.getLogger(__name__)
@@ -182,6 +182,6 @@ class SlurmLauncher(BaseSubmititLauncher):
                            slurm_job_id=slurm_job.job_id, log=os.path.relpath(log_path, sweep_dir))
         result = JobReturn(overrides=job["overrides"], cfg=job["cfg"], hydra_cfg=self.config,
                            working_dir=str(run_dir), task_name=str(job["cfg"].hydra.job.name))
-        result.status = JobStatus.COMPLETED
-        result._return_value = None
+        result.status = JobStatus.COMPLETED  # a failed job has its record; the sweep goes on
+        result.return_value = test_perplexity(run_dir / "record.json")
         return result

@@ -27,7 +27,7 @@ class TimingLauncherConf:
     _target_: str = "hydra_plugins.lmbench_launchers.timing.TimingLauncher"
 
 
-ConfigStore.instance().store(group="hydra/launcher", name="timing", node=TimingLauncherConf,
+ConfigStore.instance().store(group="schema/launcher", name="timing", node=TimingLauncherConf,
                              provider="lmbench")
 
 
@@ -41,6 +41,11 @@ def record_failure(job_cfg, run_dir: Path, overrides, launcher: str, message: st
     cfg = OmegaConf.masked_copy(job_cfg, [k for k in job_cfg if k != "hydra"])
     job = {"command": " ".join(["lmbench", *overrides]), "sweep": True, "launcher": launcher, **facts}
     write_record(failed_record(cfg, RuntimeError(message), job), run_dir)
+
+
+def test_perplexity(record: Path) -> float | None:
+    """The job's metric, as ``python -m lmbench`` returns it: test perplexity, None for a failed job."""
+    return ((json.loads(record.read_text()).get("metrics") or {}).get("test") or {}).get("ppl")
 
 
 def job_config(launcher: Launcher, overrides, number: int):
@@ -75,7 +80,7 @@ class TimingLauncher(Launcher):
                 record_failure(job_cfg, run_dir, overrides, "TimingLauncher",
                                f"the job's process exited with code {done.returncode} before writing "
                                f"its record; see {run_dir}")
-            result.status = JobStatus.COMPLETED
-            result._return_value = json.loads(record.read_text())["status"]
+            result.status = JobStatus.COMPLETED  # a failed job has its record; the sweep goes on
+            result.return_value = test_perplexity(record)
             results.append(result)
         return results

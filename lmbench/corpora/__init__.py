@@ -11,8 +11,6 @@ import hashlib
 import io
 import json
 import logging
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +21,7 @@ from omegaconf import OmegaConf
 
 from lmbench.corpora.fetch import cache_dir, writable_cache
 from lmbench.errors import CorpusError
+from lmbench.files import atomic_write_bytes
 
 EOS = "<eos>"
 UNK = "<unk>"
@@ -187,10 +186,7 @@ def _save_prepared(path: Path, corpus: Corpus) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, itos=np.array(corpus.vocab.itos), header=np.array(json.dumps(header)),
              **corpus.splits)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(buffer.getvalue())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _load_prepared(path: Path) -> Corpus | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tempfile
 import urllib.request
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lmbench.errors import ChecksumError, CorpusError
+from lmbench.files import atomic_copy, atomic_write
 
 MIRROR_ENV = "LMBENCH_MIRROR"
 CACHE_ENV = "LMBENCH_CACHE"
@@ -60,28 +60,23 @@ def _verify(path: Path, expected: str, what: str) -> None:
 def _install(source: Path, target: Path) -> None:
     """Copy a verified file into the cache via a temporary file and an atomic rename."""
     writable_cache(str(target.parent.relative_to(cache_dir())))
-    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".part-", delete=False) as tmp:
-        with open(source, "rb") as src:
-            shutil.copyfileobj(src, tmp)
-    os.replace(tmp.name, target)
+    atomic_copy(source, target)
 
 
 def _download(url: str, target: Path, expected: str) -> None:
     if not url.startswith("https://"):
         raise CorpusError(f"Refusing to download {url}: only https URLs are allowed.")
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".part-")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as response:
+
+    def stream(out) -> None:
+        with urllib.request.urlopen(url, timeout=30) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {target.name}") as bar:
                 for block in iter(lambda: response.read(1 << 16), b""):
                     out.write(block)
                     bar.update(len(block))
-        _verify(tmp, expected, f"the download of {url}")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(target, stream, binary=True,
+                 verify=lambda tmp: _verify(tmp, expected, f"the download of {url}"))
 
 
 def fetch(spec, corpus: str) -> Path:

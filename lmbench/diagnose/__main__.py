@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 import torch
 
 from lmbench.diagnose import cells, gradients, memory
-from lmbench.diagnose.runs import Run, common_folder
 from lmbench.errors import UserError
+from lmbench.rundir import DIAGNOSTICS as FOLDER
+from lmbench.rundir import RunDir
 
 DIAGNOSTICS = {"gradients": gradients, "memory": memory, "cells": cells}
 
@@ -56,7 +59,14 @@ def keyword_args(fn, given: dict[str, str]) -> dict:
     return out
 
 
-def compare(what: str, results: list[dict], runs: list[Run]) -> None:
+def common_folder(runs: list[RunDir]) -> Path:
+    """Where figures comparing several runs go: ``diagnostics/`` in the runs' common parent folder."""
+    out = Path(os.path.commonpath([r.path.resolve().parent for r in runs])) / FOLDER
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def compare(what: str, results: list[dict], runs: list[RunDir]) -> None:
     """One figure per corpus with a curve per run, in the runs' common ``diagnostics/`` folder."""
     labels = [run.label for run in runs]
     by_corpus = defaultdict(list)
@@ -70,7 +80,7 @@ def compare(what: str, results: list[dict], runs: list[Run]) -> None:
         print(f"{what}: comparison figure {path}")
 
 
-def describe(what: str, result: dict | None, run: Run) -> str:
+def describe(what: str, result: dict | None, run: RunDir) -> str:
     if result is None:
         return "skipped: " + run.record["diagnostics"][what]["skipped"]
     if what == "gradients":
@@ -110,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(given) - known)
         if unknown:
             raise UserError(f"Unknown option(s) {', '.join(unknown)} for what={what}; see --help.")
-        runs = [Run.open(p) for p in paths]
+        runs = [RunDir.open(p, finished_only=True) for p in paths]
         for w in chosen:
             fn = DIAGNOSTICS[w].diagnose
             results = []

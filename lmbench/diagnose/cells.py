@@ -120,7 +120,7 @@ def diagnose(run, split: str = "test", tokens: int = 20_000, unit: str | None = 
 
     model = run.model(trained=True)
     if not isinstance(model, Recurrent):
-        run.save("cells", {}, {"skipped": f"model {run.family} has no recurrent hidden units"})
+        run.save_diagnostic("cells", {}, {"skipped": f"model {run.family} has no recurrent hidden units"})
         return None
     corpus = run.corpus
     ids = corpus.splits[split][:tokens]
@@ -137,10 +137,19 @@ def diagnose(run, split: str = "test", tokens: int = 20_000, unit: str | None = 
     corr = float(correlations(acts[:, [index]], found[feature])[0])
     summary = {"split": split, "tokens": len(ids), "units": len(labels), "top": ranking,
                "shown": {"unit": unit, "feature": feature, "corr": corr}}
-    run.save("cells", {**summary, "label": run.label, "corpus": corpus.name, "unit_labels": labels,
-                       "correlations": {name: correlations(acts, f).tolist() for name, f in found.items()}},
-             summary)
-    title = f"{run.label} on {corpus.name} ({split})"
+    run.save_diagnostic("cells", {**summary, "label": run.label, "corpus": corpus.name, "unit_labels": labels,
+                                  "correlations": {name: correlations(acts, f).tolist()
+                                                   for name, f in found.items()}}, summary)
+    _write_views(run, ids, acts, labels, found, ranking, summary, show)
+    return summary
+
+
+def _write_views(run, ids, acts, labels, found, ranking, summary: dict, show: int) -> None:
+    """``cells.html``: the text coloured by the chosen unit and by each feature's best unit;
+    ``cells.png``: the chosen unit against its feature."""
+    corpus = run.corpus
+    unit, feature, corr = (summary["shown"][k] for k in ("unit", "feature", "corr"))
+    title = f"{run.label} on {corpus.name} ({summary['split']})"
     text = corpus.vocab.decode(ids[:show])
     tracked = {unit: {feature: corr}}  # the chosen unit first, then each feature's best unit
     for name, best in ranking.items():
@@ -150,7 +159,8 @@ def diagnose(run, split: str = "test", tokens: int = 20_000, unit: str | None = 
         heading = f"unit {u}: " + "; ".join(f"correlation {r:+.2f} with '{f}'" for f, r in pairs.items())
         first = found[next(iter(pairs))][:show]  # the feature a hovered token reports
         blocks.append(html_block(text, corpus.level, acts[:show, labels.index(u)], first, heading))
-    write_html(run.folder() / "cells.html", f"Interpretable cells: {title}", blocks)
-    write_png(run.folder() / "cells.png", text, corpus.level, acts[:show, index], found[feature][:show],
-              f"{title}: unit {unit}, correlation {corr:+.2f} with '{feature}'", feature)
-    return summary
+    folder = run.diagnostics_folder()
+    write_html(folder / "cells.html", f"Interpretable cells: {title}", blocks)
+    write_png(folder / "cells.png", text, corpus.level, acts[:show, labels.index(unit)],
+              found[feature][:show], f"{title}: unit {unit}, correlation {corr:+.2f} with '{feature}'",
+              feature)

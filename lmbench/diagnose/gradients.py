@@ -115,7 +115,7 @@ def diagnose(run, split: str = "valid", distance: int = 100, windows: int = 8, r
 
     trained = run.model(trained=True)
     if not isinstance(trained, Recurrent):
-        run.save("gradients", {}, {"skipped": f"model {run.family} has no recurrent state: its "
+        run.save_diagnostic("gradients", {}, {"skipped": f"model {run.family} has no recurrent state: its "
                                    "gradient does not travel back through time step by step"})
         return None
     ids, clip = run.corpus.splits[split], float(run.config.train.clip)
@@ -126,8 +126,8 @@ def diagnose(run, split: str = "valid", distance: int = 100, windows: int = 8, r
     keys = ("decay_rate", "exploding_events", "samples", "clipped_fraction", "finite")
     summary = {**settings, "distance": distance,
                **{when: {k: details[when][k] for k in keys} for when in ("init", "trained")}}
-    run.save("gradients", details, summary)
-    plot([details], run.folder() / "gradients.png", clipped=True)
+    run.save_diagnostic("gradients", details, summary)
+    plot([details], run.diagnostics_folder() / "gradients.png", clipped=True)
     return details
 
 

@@ -86,7 +86,7 @@ def diagnose(run, split: str = "probe", tokens: int = 100_000) -> dict | None:
     details, or None for a run on a corpus other than the synthetic one (nothing to compare with)."""
     corpus = run.corpus
     if "synthetic" not in corpus.meta:
-        run.save("memory", {}, {"skipped": f"corpus {corpus.name} has no known dependencies; the "
+        run.save_diagnostic("memory", {}, {"skipped": f"corpus {corpus.name} has no known dependencies; the "
                                 "probe needs corpus=synthetic"})
         return None
     ids = probe_ids(corpus, split, tokens)
@@ -103,8 +103,8 @@ def diagnose(run, split: str = "probe", tokens: int = 100_000) -> dict | None:
     }
     details = {"family": run.family, "label": run.label, "corpus": corpus.name,
                "mean_distance": corpus.meta["synthetic"]["mean_distance"], **summary, "bins": bins}
-    run.save("memory", details, summary)
-    plot([details], run.folder() / "memory.png")
+    run.save_diagnostic("memory", details, summary)
+    plot([details], run.diagnostics_folder() / "memory.png")
     return details
 
 

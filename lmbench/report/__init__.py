@@ -17,9 +17,11 @@ from pathlib import Path
 import pandas as pd
 
 from lmbench import plots
-from lmbench.records import atomic_write_text, collect, write_tables
+from lmbench.files import atomic_write_text
+from lmbench.records import write_tables
 from lmbench.report import frames, render, tables
 from lmbench.report.frames import COUNT_BASED, label_runs
+from lmbench.rundir import RunDir, find_runs
 
 __all__ = ["build", "label_runs", "main"]
 
@@ -28,13 +30,14 @@ def _tex(frame: pd.DataFrame) -> str:
     return frame.to_latex(index=False, float_format="%.4g", na_rep="--") if not frame.empty else ""
 
 
-def _diagnostics(root: Path, records: list[dict], folder: Path) -> list[Path]:
+def _diagnostics(root: Path, rundirs: list[RunDir], folder: Path) -> list[Path]:
     """Copies of the PNGs ``python -m lmbench.diagnose`` left beside records, and of its
     comparison plots (in ``diagnostics/`` folders of the runs' common parent)."""
     copies = []
-    for r in records:
-        for png in sorted((Path(r["_path"]).parent / "diagnostics").glob("*.png")):
-            name = f"diagnostics_{r['_label']}_{r['corpus']['name']}_s{r['config'].get('seed')}_{png.name}"
+    for run in rundirs:
+        r = run.record
+        for png in sorted((run.path / "diagnostics").glob("*.png")):
+            name = f"diagnostics_{run.label}_{r['corpus']['name']}_s{r['config'].get('seed')}_{png.name}"
             copies.append(folder / name.replace(" ", "_").replace("/", "_"))
             copies[-1].write_bytes(png.read_bytes())
     for png in sorted(Path(root).rglob("diagnostics/*.png")):
@@ -45,11 +48,11 @@ def _diagnostics(root: Path, records: list[dict], folder: Path) -> list[Path]:
     return copies
 
 
-def _figures(records, runs, summary, orders, groups, floor, root, folder) -> list[Path]:
+def _figures(rundirs, runs, summary, orders, groups, floor, root, folder) -> list[Path]:
     """Draw every plot; each group gets its corpus's figures, the rest are diagnostics."""
     folder.mkdir(parents=True, exist_ok=True)
     drawn = []
-    curves = frames.histories(records)
+    curves = frames.histories(rundirs)
     if not curves.empty:
         ok = runs[(runs.status == "ok") & runs.model.isin(COUNT_BASED) & (runs.model != "oracle")]
         flat = ok.groupby(["label", "model", "corpus"], as_index=False).valid_ppl.mean()
@@ -60,7 +63,7 @@ def _figures(records, runs, summary, orders, groups, floor, root, folder) -> lis
             family=lambda f: f.label.map(family)), floor, folder)
     if not orders.empty:
         drawn += plots.ngram_growth(orders, folder)
-    sizes = frames.data_size(records)
+    sizes = frames.data_size([run.record for run in rundirs])
     if not sizes.empty:
         drawn += plots.data_size(sizes, folder)
     for n, group in enumerate(groups):
@@ -73,41 +76,31 @@ def _figures(records, runs, summary, orders, groups, floor, root, folder) -> lis
             name = group.corpus if alone else f"{group.corpus}_{n}"
             group.figures.insert(1 if first else 0, plots.significance(
                 name, group.title, group.families, group.matrix, group.matrix_kind, folder))
-    return _diagnostics(root, records, folder)
+    return _diagnostics(root, rundirs, folder)
 
 
-def _shown(records, runs, summary, pair_table, published) -> tuple[pd.DataFrame, ...]:
+def _shown(rundirs, runs, summary, pair_table, published) -> tuple[pd.DataFrame, ...]:
     """Records and frames with the experiment tag every label shares dropped (the intro names it)."""
     if runs.empty:
         return runs, summary, pair_table, published
     names, _ = plots.short_names(runs.label)
-    for record in records:
-        record["_label"] = names[record["_label"]]
+    for run in rundirs:
+        run.label = names[run.label]
     rename = {"label": names, "model": names, "model_a": names, "model_b": names, "better": names}
     return (runs.replace({"label": names}), summary.replace({"model": names}),
             pair_table.replace({k: v for k, v in rename.items() if k in pair_table}),
             published.replace({"model": names}) if not published.empty else published)
 
 
-def build(root: Path, out: Path | None = None) -> dict:
-    """Write every table, plot and the report for the records below ``root``; returns a summary."""
-    out = Path(out or root)
-    records, skipped = collect(root)
-    for note in skipped:
-        print(f"skipped unreadable record {note}", file=sys.stderr)
-    write_tables(out, records)
-    label_runs(records)
-    runs = frames._runs(records) if records else pd.DataFrame()
-    env, warnings = frames.environment(records)
-    summary = frames.summary(records, runs) if records else pd.DataFrame()
-    pair_table, published = frames.pairs(records), frames.published_rows(records)
+def _write_full_precision(out: Path, runs: pd.DataFrame, summary, pair_table, published) -> None:
+    """The CSV and LaTeX tables, at full precision, for readers who compute with them."""
     full = {
         "summary": summary, "pairs": pair_table,
         "memory": runs[["label", "corpus", "seed", "params", "model_mb", "peak_rss_mb", "peak_cuda_mb",
-                        "shared_process"]] if records else pd.DataFrame(),
+                        "shared_process"]] if not runs.empty else pd.DataFrame(),
         "speed": runs[["label", "corpus", "seed", "train_tok_s", "eval_tok_s", "train_s", "wall_s",
                        "precision", "flops_per_s", "peak_fraction", "hardware", "concurrent"]]
-        if records else pd.DataFrame(),
+        if not runs.empty else pd.DataFrame(),
     }
     if not published.empty:
         full["published"] = published
@@ -115,25 +108,43 @@ def build(root: Path, out: Path | None = None) -> dict:
         atomic_write_text(out / f"{name}.csv", frame.to_csv(index=False))
         atomic_write_text(out / f"{name}.tex", _tex(frame))
 
-    runs, summary, pair_table, published = _shown(records, runs, summary, pair_table, published)
+
+def _intro(records: list[dict], runs: pd.DataFrame, skipped: list[str]) -> str:
+    experiments = sorted({r.get("experiment") for r in records if r.get("experiment")})
+    ok = int((runs.status == "ok").sum()) if not runs.empty else 0
+    of = f" of experiment={', '.join(experiments)}" if experiments else ""
+    return f"{len(records)} runs ({ok} ok){of}; {len(skipped)} unreadable records skipped."
+
+
+def build(root: Path, out: Path | None = None) -> dict:
+    """Write every table, plot and the report for the records below ``root``; returns a summary."""
+    out = Path(out or root)
+    rundirs, skipped = find_runs(root)
+    records = [run.record for run in rundirs]
+    for note in skipped:
+        print(f"skipped unreadable record {note}", file=sys.stderr)
+    write_tables(out, records)
+    label_runs(rundirs)
+    runs = frames._runs(rundirs) if records else pd.DataFrame()
+    env, warnings = frames.environment(records)
+    summary = frames.summary(rundirs, runs) if records else pd.DataFrame()
+    pair_table, published = frames.pairs(rundirs), frames.published_rows(rundirs)
+    _write_full_precision(out, runs, summary, pair_table, published)
+
+    runs, summary, pair_table, published = _shown(rundirs, runs, summary, pair_table, published)
     floor, budgets = frames.floors(records), frames.budgets(runs) if records else {}
     groups = tables.groups(summary, runs, pair_table, floor, budgets, published)
-    orders = frames.ngram_orders(records)
-    diagnostics = _figures(records, runs, summary, orders, groups, floor, root, out / "plots") \
+    orders = frames.ngram_orders(rundirs)
+    diagnostics = _figures(rundirs, runs, summary, orders, groups, floor, root, out / "plots") \
         if records else []
     for group in groups if len(groups) > 1 else []:  # name the corpus in every line of its findings
         group.findings[1:] = [f"*{group.title}*: {line}" for line in group.findings[1:]]
-    kinds = sorted(set(budgets.values()))
-    corpora = sorted(set(runs.corpus)) if records else []
-    experiments = sorted({r.get("experiment") for r in records if r.get("experiment")})
-    ok = int((runs.status == "ok").sum()) if records else 0
+    kinds, corpora = sorted(set(budgets.values())), sorted(set(runs.corpus)) if records else []
     report = render.Report(
         title="lmbench report" + (f": {', '.join(corpora)}" if corpora else ""),
         kind=kinds[0] if len(kinds) == 1 else "different budgets per corpus (see each leaderboard)"
         if kinds else "no runs",
-        intro=f"{len(records)} runs ({ok} ok)"
-              + (f" of experiment={', '.join(experiments)}" if experiments else "")
-              + f"; {len(skipped)} unreadable records skipped.",
+        intro=_intro(records, runs, skipped),
         findings=[line for group in groups for line in group.findings] or ["No finished runs to compare."],
         flags=tables.flags(runs, warnings, skipped),
         groups=groups, details=tables.details(runs, pair_table, orders, out),

@@ -1,11 +1,10 @@
-"""Full-precision tables derived from run records: one row per run, the per-model summary, paired
+"""Full-precision tables derived from runs' records: one row per run, the per-model summary, paired
 tests, learning curves, n-gram storage, published figures, budgets and the environment."""
 
 from __future__ import annotations
 
 import json
 from itertools import combinations
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,7 +12,7 @@ import pandas as pd
 from lmbench import published
 from lmbench.evaluate import bootstrap_mean_ci, paired_bootstrap
 from lmbench.jobs import settings_hash
-from lmbench.records import read_losses
+from lmbench.rundir import RunDir
 
 GROUP = ["corpus", "protocol", "fingerprint"]
 COUNT_BASED = ("ngram", "unigram", "oracle")  # estimated from counts: no training budget
@@ -31,19 +30,16 @@ def _base_label(record: dict) -> str:
     return (row or record["model"]) + (f" [{record['experiment']}]" if record.get("experiment") else "")
 
 
-def label_runs(records: list[dict]) -> None:
+def label_runs(rundirs: list[RunDir]) -> None:
     """Name each run by its published row or model (and experiment); variants get a config hash."""
     names = {}
-    for record in records:
-        names.setdefault((record["corpus"]["name"], _base_label(record)), set()).add(_variant(record))
-    for record in records:
-        base = _base_label(record)
-        several = len(names[(record["corpus"]["name"], base)]) > 1
-        record["_label"] = f"{base} #{_variant(record)}" if several else base
-
-
-def _losses(record: dict) -> np.ndarray | None:
-    return read_losses(record)  # None when missing, truncated or not this record's test split
+    for run in rundirs:
+        names.setdefault((run.record["corpus"]["name"], _base_label(run.record)), set()).add(
+            _variant(run.record))
+    for run in rundirs:
+        base = _base_label(run.record)
+        several = len(names[(run.record["corpus"]["name"], base)]) > 1
+        run.label = f"{base} #{_variant(run.record)}" if several else base
 
 
 def device_name(record: dict) -> str | None:
@@ -54,27 +50,17 @@ def device_name(record: dict) -> str | None:
     return f"{hw.get('cpu') or 'unknown CPU'} ({hw.get('cores')} cores)" if hw.get("cores") else hw.get("cpu")
 
 
-def log_path(record: dict) -> Path | None:
-    """The job's log: ``job.log`` (relative to the sweep folder, or absolute), else the Hydra log
-    beside the record."""
-    run_dir = Path(record["_path"]).parent
-    named = (record.get("job") or {}).get("log")
-    if named:
-        path = Path(named)
-        return path if path.is_absolute() else run_dir.parent / path
-    return next(iter(sorted(run_dir.glob("*.log"))), None)
-
-
-def _runs(records: list[dict]) -> pd.DataFrame:
+def _runs(rundirs: list[RunDir]) -> pd.DataFrame:
     rows = []
-    for r in records:
+    for run in rundirs:
+        r = run.record
         metrics = r.get("metrics") or {}
         test, valid = metrics.get("test") or {}, metrics.get("valid") or {}
         job, memory, timing = r.get("job") or {}, r.get("memory") or {}, r.get("timing") or {}
         train_cfg = r["config"].get("train") or {}
         counted = r["model"] in COUNT_BASED
         rows.append({
-            "label": r["_label"], "model": r["model"], "corpus": r["corpus"]["name"],
+            "label": run.label, "model": r["model"], "corpus": r["corpus"]["name"],
             "level": r["corpus"].get("level"), "protocol": r["config"].get("protocol"),
             "fingerprint": (r["corpus"].get("fingerprint") or "")[:12],
             "seed": r["config"].get("seed"), "status": r["status"], "test_ppl": test.get("ppl"),
@@ -96,24 +82,24 @@ def _runs(records: list[dict]) -> pd.DataFrame:
                 "JoblibLauncher", "LocalLauncher"),
             "shared_process": bool(job.get("earlier_jobs_in_process")),
             "command": job.get("command"), "run": r["id"],
-            "log": str(log_path(r) or ""),
+            "log": str(run.log_path() or ""),
             "error": (r.get("error") or "").strip().split("\n")[0],
         })
     return pd.DataFrame(rows).sort_values(["corpus", "label", "seed", "run"], kind="stable",
                                           ignore_index=True)
 
 
-def summary(records: list[dict], runs: pd.DataFrame) -> pd.DataFrame:
+def summary(rundirs: list[RunDir], runs: pd.DataFrame) -> pd.DataFrame:
     """Per model × corpus: mean ± sd over seeds, and a bootstrap CI of the seed-averaged model."""
-    ok = [r for r in records if r["status"] == "ok"]
+    ok = [run for run in rundirs if run.record["status"] == "ok"]
     rows = []
     frame = runs[runs.status == "ok"]
     for key, group in frame.groupby(["label", *GROUP], sort=True):
         label, corpus, protocol, fingerprint = key
-        members = [r for r in ok if r["_label"] == label and r["corpus"]["name"] == corpus
-                   and r["config"].get("protocol") == protocol
-                   and (r["corpus"].get("fingerprint") or "")[:12] == fingerprint]
-        losses = [x for x in (_losses(r) for r in members) if x is not None]
+        members = [run for run in ok if run.label == label and run.record["corpus"]["name"] == corpus
+                   and run.record["config"].get("protocol") == protocol
+                   and (run.record["corpus"].get("fingerprint") or "")[:12] == fingerprint]
+        losses = [x for x in (run.test_losses() for run in members) if x is not None]
         low = high = np.nan
         if losses and len({len(x) for x in losses}) == 1:
             lo, hi = bootstrap_mean_ci(np.mean(losses, axis=0), BOOTSTRAP_SAMPLES, 0)
@@ -132,15 +118,16 @@ def summary(records: list[dict], runs: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["corpus", "protocol", "test_ppl"]).reset_index(drop=True) if rows else table
 
 
-def pairs(records: list[dict]) -> pd.DataFrame:
+def pairs(rundirs: list[RunDir]) -> pd.DataFrame:
     """Paired bootstrap on per-token test losses for every pair of models scored on the same tokens."""
     averaged = {}
-    for r in records:
-        losses = _losses(r) if r["status"] == "ok" else None
+    for run in rundirs:
+        r = run.record
+        losses = run.test_losses() if r["status"] == "ok" else None
         if losses is None:
             continue
         key = (r["corpus"]["name"], r["config"].get("protocol"), r["corpus"]["fingerprint"][:12])
-        averaged.setdefault(key, {}).setdefault(r["_label"], []).append(losses)
+        averaged.setdefault(key, {}).setdefault(run.label, []).append(losses)
     rows = []
     for (corpus, protocol, fingerprint), by_label in sorted(averaged.items()):
         means = {label: np.mean(x, axis=0) for label, x in sorted(by_label.items())}
@@ -152,11 +139,12 @@ def pairs(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def histories(records: list[dict]) -> pd.DataFrame:
+def histories(rundirs: list[RunDir]) -> pd.DataFrame:
     """Validation perplexity per epoch, with the cumulative training tokens and the cumulative
     training + validation wall time."""
     rows = []
-    for r in records:
+    for run in rundirs:
+        r = run.record
         elapsed = tokens = 0.0
         per_epoch = (r.get("train") or {}).get("tokens_per_epoch") or 0
         for point in (r.get("train") or {}).get("history", []):
@@ -164,7 +152,7 @@ def histories(records: list[dict]) -> pd.DataFrame:
             elapsed += seconds + (point.get("valid_seconds") or 0.0)
             tokens += point["tokens_per_s"] * seconds if point.get("tokens_per_s") else per_epoch
             if point.get("valid_ppl") is not None:
-                rows.append({"label": r["_label"], "model": r["model"], "corpus": r["corpus"]["name"],
+                rows.append({"label": run.label, "model": r["model"], "corpus": r["corpus"]["name"],
                              "seed": r["config"].get("seed"), "epoch": point.get("epoch"),
                              "tokens": tokens, "seconds": elapsed, "valid_ppl": point["valid_ppl"]})
     return pd.DataFrame(rows)
@@ -183,25 +171,27 @@ def data_size(records: list[dict]) -> pd.DataFrame:
     return frame[frame.corpus.isin(sizes[sizes > 1].index)].reset_index(drop=True)
 
 
-def ngram_orders(records: list[dict]) -> pd.DataFrame:
+def ngram_orders(rundirs: list[RunDir]) -> pd.DataFrame:
     rows = []
-    for r in records:
+    for run in rundirs:
+        r = run.record
         orders = ((r.get("train") or {}).get("ngram") or {}).get("orders", [])
         total = 0.0
         for level in sorted(orders, key=lambda o: o["order"]):
             total += level.get("bytes", 0) / 2**20
-            rows.append({"label": r["_label"], "model": r["model"], "corpus": r["corpus"]["name"],
+            rows.append({"label": run.label, "model": r["model"], "corpus": r["corpus"]["name"],
                          "order": level["order"], "ngrams": level.get("ngrams"), "cumulative_mb": total,
                          "test_unseen_fraction": level.get("test_unseen_fraction")})
     return pd.DataFrame(rows)
 
 
-def published_rows(records: list[dict]) -> pd.DataFrame:
+def published_rows(rundirs: list[RunDir]) -> pd.DataFrame:
     """Per model × corpus with a published figure: ours (averaged over seeds) against it."""
     members = {}
-    for r in records:
+    for run in rundirs:
+        r = run.record
         if r["status"] == "ok" and published.comparison(r) is not None:
-            members.setdefault((r["_label"], r["corpus"]["name"]), []).append(r)
+            members.setdefault((run.label, r["corpus"]["name"]), []).append(r)
     rows = []
     for (label, corpus), runs in sorted(members.items()):
         found = [r.get("metrics") or {} for r in runs]

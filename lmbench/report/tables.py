@@ -193,35 +193,9 @@ def findings(group: Group, summary: pd.DataFrame, pair_rows: pd.DataFrame, floor
     if summary.empty:
         return [f"**{group.title}**: no finished runs."]
     best = summary.iloc[0]
-    seeds = f" (mean of {best.seeds} seeds)" if best.seeds > 1 else ""
-    score = f"test perplexity {with_interval(best.test_ppl, best.ci_lo, best.ci_hi)}{seeds}"
-    if group.level == "char" and not _missing(best.test_bpc):
-        score = f"{best.test_bpc:.3f} bits per character, {score}"
-    lines = [f"**{group.title}** ({'characters' if group.level == 'char' else 'words'}): "
-             f"**{best.model}** is best, {score}."]
-    if len(summary) > 1 and not _missing(summary.iloc[1].test_ppl):
-        second = summary.iloc[1]
-        pair = _pair(pair_rows, best.model, second.model)
-        margin = f"{100 * (1 - best.test_ppl / second.test_ppl):.1f}% lower perplexity than " \
-                 f"{second.model} ({perplexity(second.test_ppl)})"
-        if pair is None:
-            lines[-1] += f" It has {margin}; no paired test (per-token losses missing)."
-        else:
-            low, high = (100 * (math.exp(x) - 1) for x in (pair["diff_lo"], pair["diff_hi"]))
-            verdict = "significant" if pair["significant"] else "**not significant**"
-            lines[-1] += (f" It has {margin}: {verdict} (paired bootstrap p {_p_words(pair['p_value'])}; "
-                          f"95% interval of the perplexity ratio {percent(low)} to {percent(high)}).")
-    unclear = pair_rows[~pair_rows.significant] if not pair_rows.empty else pair_rows
+    lines = [_best_line(group, summary, pair_rows)]
     if len(pair_rows):
-        if unclear.empty:
-            pairs = "The pair of models differs" if len(pair_rows) == 1 else \
-                f"All {len(pair_rows)} pairs of models differ"
-            lines.append(f"{pairs} significantly (paired bootstrap, 95%).")
-        else:
-            listed = "; ".join(f"{p.model_a} vs {p.model_b} (p {_p_words(p.p_value)})"
-                               for p in unclear.itertuples())
-            lines.append(f"Not significantly different: {listed}. The other "
-                         f"{len(pair_rows) - len(unclear)} of {len(pair_rows)} pairs differ significantly.")
+        lines.append(_significance_line(pair_rows))
     if floor is not None:
         lines.append(f"The exact oracle's floor is {perplexity(floor)}: {best.model} is "
                      f"{100 * (best.test_ppl / floor - 1):.1f}% above it "
@@ -232,6 +206,41 @@ def findings(group: Group, summary: pd.DataFrame, pair_rows: pd.DataFrame, floor
                      f"meet their goal" + (f" ({len(published) - len(judged)} without a goal)."
                                            if len(judged) < len(published) else "."))
     return lines
+
+
+def _best_line(group: Group, summary: pd.DataFrame, pair_rows: pd.DataFrame) -> str:
+    """The best model, its score, and its margin over the runner-up with the paired test's verdict."""
+    best = summary.iloc[0]
+    seeds = f" (mean of {best.seeds} seeds)" if best.seeds > 1 else ""
+    score = f"test perplexity {with_interval(best.test_ppl, best.ci_lo, best.ci_hi)}{seeds}"
+    if group.level == "char" and not _missing(best.test_bpc):
+        score = f"{best.test_bpc:.3f} bits per character, {score}"
+    line = (f"**{group.title}** ({'characters' if group.level == 'char' else 'words'}): "
+            f"**{best.model}** is best, {score}.")
+    if len(summary) < 2 or _missing(summary.iloc[1].test_ppl):
+        return line
+    second = summary.iloc[1]
+    pair = _pair(pair_rows, best.model, second.model)
+    margin = f"{100 * (1 - best.test_ppl / second.test_ppl):.1f}% lower perplexity than " \
+             f"{second.model} ({perplexity(second.test_ppl)})"
+    if pair is None:
+        return line + f" It has {margin}; no paired test (per-token losses missing)."
+    low, high = (100 * (math.exp(x) - 1) for x in (pair["diff_lo"], pair["diff_hi"]))
+    verdict = "significant" if pair["significant"] else "**not significant**"
+    return line + (f" It has {margin}: {verdict} (paired bootstrap p {_p_words(pair['p_value'])}; "
+                   f"95% interval of the perplexity ratio {percent(low)} to {percent(high)}).")
+
+
+def _significance_line(pair_rows: pd.DataFrame) -> str:
+    """Which pairs of models the paired bootstrap cannot tell apart."""
+    unclear = pair_rows[~pair_rows.significant]
+    if unclear.empty:
+        pairs = "The pair of models differs" if len(pair_rows) == 1 else \
+            f"All {len(pair_rows)} pairs of models differ"
+        return f"{pairs} significantly (paired bootstrap, 95%)."
+    listed = "; ".join(f"{p.model_a} vs {p.model_b} (p {_p_words(p.p_value)})" for p in unclear.itertuples())
+    return (f"Not significantly different: {listed}. The other {len(pair_rows) - len(unclear)} of "
+            f"{len(pair_rows)} pairs differ significantly.")
 
 
 def _p_words(p: float) -> str:
@@ -303,43 +312,14 @@ def flags(runs: pd.DataFrame, warnings: list[str], skipped: list[str]) -> list[s
 def details(runs: pd.DataFrame, pair_table: pd.DataFrame, orders: pd.DataFrame, out: Path) -> dict:
     """The supporting tables, formatted: every paired test, memory, speed, n-gram storage, failures."""
     done = runs[runs.status == "ok"] if not runs.empty else runs
+    failed = runs[runs.status != "ok"] if not runs.empty else runs
     tables = {}
     if not pair_table.empty:
-        tables["pairs"] = pd.DataFrame({
-            "corpus": pair_table.corpus, "a": pair_table.model_a, "b": pair_table.model_b,
-            "a − b (nats/token)": pair_table["diff"].map(nats),
-            "95% CI": [f"[{nats(lo)}, {nats(hi)}]" for lo, hi in zip(pair_table.diff_lo, pair_table.diff_hi)],
-            "p": pair_table.p_value.map(p_value),
-            "better": [b if s else "neither (n.s.)"
-                       for b, s in zip(pair_table.better, pair_table.significant)],
-        })
+        tables["pairs"] = _pairs_table(pair_table)
     if not done.empty:
-        tables["memory"] = pd.DataFrame({
-            "model": done.label, "corpus": done.corpus, "seed": done.seed.map(str),
-            "parameters": counts(done.params), "model size": done.model_mb.map(megabytes),
-            "peak RSS": done.peak_rss_mb.map(megabytes), "peak CUDA": done.peak_cuda_mb.map(megabytes),
-            "shared process": done.shared_process.map({True: "yes", False: ""}),
-        })
-        tables["speed"] = pd.DataFrame({
-            "model": done.label, "corpus": done.corpus, "seed": done.seed.map(str),
-            "train speed": [MISSING if _missing(x) else f"{count(x)} tok/s" for x in done.train_tok_s],
-            "eval speed": [MISSING if _missing(x) else f"{count(x)} tok/s" for x in done.eval_tok_s],
-            "train time": done.train_s.map(duration), "wall time": done.wall_s.map(duration),
-            "precision": done.precision.fillna(MISSING),
-            "achieved": [MISSING if _missing(x) else f"{count(x)}FLOP/s" for x in done.flops_per_s],
-            "of peak": [MISSING if _missing(x) else f"{100 * x:.0f}%" for x in done.peak_fraction],
-            "device": done.device_name, "concurrent": done.concurrent.map({True: "yes", False: ""}),
-        })
+        tables["memory"], tables["speed"] = _memory_table(done), _speed_table(done)
     if not orders.empty:
-        per_order = orders.groupby(["label", "corpus", "order"], as_index=False).mean(numeric_only=True)
-        tables["ngram"] = pd.DataFrame({
-            "model": per_order.label, "corpus": per_order.corpus, "order": per_order.order.map(str),
-            "n-grams": per_order.ngrams.map(count),
-            "storage up to order": per_order.cumulative_mb.map(megabytes),
-            "test n-grams unseen": [MISSING if _missing(x) else f"{100 * x:.1f}%"
-                                    for x in per_order.test_unseen_fraction],
-        })
-    failed = runs[runs.status != "ok"] if not runs.empty else runs
+        tables["ngram"] = _ngram_table(orders)
     tables["failed"] = pd.DataFrame({
         "model": failed.label, "corpus": failed.corpus, "seed": failed.seed.map(str),
         "status": failed.status, "error": failed.error, "command": failed.command,
@@ -352,6 +332,50 @@ def details(runs: pd.DataFrame, pair_table: pd.DataFrame, orders: pd.DataFrame, 
         tables["commands"] = runs[["label", "corpus", "seed", "status", "command"]].rename(
             columns={"label": "model"}).assign(seed=runs.seed.map(str))
     return tables
+
+
+def _pairs_table(pair_table: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "corpus": pair_table.corpus, "a": pair_table.model_a, "b": pair_table.model_b,
+        "a − b (nats/token)": pair_table["diff"].map(nats),
+        "95% CI": [f"[{nats(lo)}, {nats(hi)}]" for lo, hi in zip(pair_table.diff_lo, pair_table.diff_hi)],
+        "p": pair_table.p_value.map(p_value),
+        "better": [b if s else "neither (n.s.)" for b, s in zip(pair_table.better, pair_table.significant)],
+    })
+
+
+def _memory_table(done: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "model": done.label, "corpus": done.corpus, "seed": done.seed.map(str),
+        "parameters": counts(done.params), "model size": done.model_mb.map(megabytes),
+        "peak RSS": done.peak_rss_mb.map(megabytes), "peak CUDA": done.peak_cuda_mb.map(megabytes),
+        "shared process": done.shared_process.map({True: "yes", False: ""}),
+    })
+
+
+def _speed_table(done: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "model": done.label, "corpus": done.corpus, "seed": done.seed.map(str),
+        "train speed": [MISSING if _missing(x) else f"{count(x)} tok/s" for x in done.train_tok_s],
+        "eval speed": [MISSING if _missing(x) else f"{count(x)} tok/s" for x in done.eval_tok_s],
+        "train time": done.train_s.map(duration), "wall time": done.wall_s.map(duration),
+        "precision": done.precision.fillna(MISSING),
+        "achieved": [MISSING if _missing(x) else f"{count(x)}FLOP/s" for x in done.flops_per_s],
+        "of peak": [MISSING if _missing(x) else f"{100 * x:.0f}%" for x in done.peak_fraction],
+        "device": done.device_name, "concurrent": done.concurrent.map({True: "yes", False: ""}),
+    })
+
+
+def _ngram_table(orders: pd.DataFrame) -> pd.DataFrame:
+    """Storage and sparsity per n-gram order."""
+    per_order = orders.groupby(["label", "corpus", "order"], as_index=False).mean(numeric_only=True)
+    return pd.DataFrame({
+        "model": per_order.label, "corpus": per_order.corpus, "order": per_order.order.map(str),
+        "n-grams": per_order.ngrams.map(count),
+        "storage up to order": per_order.cumulative_mb.map(megabytes),
+        "test n-grams unseen": [MISSING if _missing(x) else f"{100 * x:.1f}%"
+                                for x in per_order.test_unseen_fraction],
+    })
 
 
 def _relative(path: str, out: Path) -> str:

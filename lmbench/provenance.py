@@ -1,0 +1,67 @@
+"""Where a result came from: package versions, the code's git commit, the hardware, peak memory."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES = ("lmbench", "torch", "numpy", "pandas", "nltk", "hydra-core", "omegaconf")
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def versions() -> dict:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    found["python"] = platform.python_version()
+    return found
+
+
+def git_commit(root: Path = PROJECT_ROOT) -> str | None:
+    """HEAD's hash, with ``-dirty`` when tracked code differs from it (changes under ``results/``,
+    such as a sweep's own tables, are output, not code, and do not count); None outside a checkout."""
+    if not (root / ".git").exists():
+        return None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)results"], cwd=root, capture_output=True, text=True,
+                               timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (commit + ("-dirty" if dirty else "")) or None
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware(device: str) -> dict:
+    import psutil
+
+    torch = sys.modules.get("torch")  # None for a count-based run, which never imports it
+    return {"cpu": cpu_name(), "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads() if torch else None,
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "platform": platform.platform(), "device": device,
+            "gpu": torch.cuda.get_device_name() if device == "cuda" else None}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
