@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from lmbench.paths import checkout_root
+
 RECORD_NAME = "record.json"
 REFERENCE_DIR = "reference"  # committed reference runs inside a results folder: not the user's runs
 PACKAGES = ("lmbench", "torch", "numpy", "pandas", "nltk", "hydra-core", "omegaconf")
@@ -67,12 +69,15 @@ def versions() -> dict:
     return found
 
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = checkout_root()
 
 
-def git_commit(root: Path = PROJECT_ROOT) -> str | None:
+def git_commit(root: Path | None = PROJECT_ROOT) -> str | None:
     """HEAD's hash, with ``-dirty`` when tracked code differs from it (changes under ``results/``,
-    such as a sweep's own tables, are output, not code, and do not count)."""
+    such as a sweep's own tables, are output, not code, and do not count); None for an installed
+    lmbench, which has no checkout (even inside someone else's repository)."""
+    if root is None:
+        return None
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                                 text=True, timeout=5).stdout.strip()
