@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
+SMALL = ["corpus.train_tokens=20000", "corpus.valid_tokens=3000", "corpus.test_tokens=3000"]
 # quickstart's sweep cut to one count-based and one neural family on a small corpus (about a minute)
-QUICK = ["model=ngram,lstm", "corpus.train_tokens=20000", "corpus.valid_tokens=3000",
-         "corpus.test_tokens=3000", "train.max_minutes=0.05", "train.max_epochs=1"]
+QUICK = ["model=ngram,lstm", *SMALL, "train.max_minutes=0.05", "train.max_epochs=1"]
 
 
 def _run(*command, **kwargs):
@@ -39,6 +39,7 @@ def _fresh_venv_with_the_wheel(tmp_path, venv):
     install needs no network; this checkout's editable lmbench is not visible there."""
     source = tmp_path / "source"
     shutil.copytree(ROOT, source, ignore=_not_source)
+    # built with this environment's setuptools (torch requires one recent enough): no network needed
     _run(sys.executable, "-m", "pip", "wheel", "--no-index", "--no-deps", "--no-build-isolation",
          "-w", tmp_path / "dist", source)
     (wheel,) = (tmp_path / "dist").glob("lmbench-*.whl")
@@ -81,3 +82,37 @@ def test_a_wheel_in_a_fresh_venv_runs_quickstart_from_another_folder(tmp_path):
     assert f"report: {sweep.relative_to(project) / 'report.html'}" in done.stdout
     assert list((tmp_path / "user-cache" / "lmbench" / "prepared").glob("synthetic-*.npz"))
     assert not (project / "corpora").exists()
+
+
+WITHOUT_EXTRAS = ("nltk", "hydra_plugins.hydra_joblib_launcher", "hydra_plugins.hydra_submitit_launcher")
+
+
+def _lmbench_without_extras(tmp_path, *overrides):
+    """``lmbench`` as installed without ``[brown]`` or ``[launchers]``: their modules cannot be imported."""
+    script = ("import runpy, sys\n"
+              f"sys.modules.update(dict.fromkeys({WITHOUT_EXTRAS!r}))\n"
+              "sys.argv[0] = 'lmbench'\n"
+              "runpy.run_module('lmbench', run_name='__main__')\n")
+    return subprocess.run([sys.executable, "-c", script, *overrides, f"results_dir={tmp_path / 'results'}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_without_the_extras_lmbench_runs_cleanly(tmp_path):
+    done = _lmbench_without_extras(tmp_path, "model=unigram", *SMALL)
+    assert done.returncode == 0, done.stderr
+    assert "Error importing" not in done.stderr and "Traceback" not in done.stderr
+    assert len(list((tmp_path / "results").rglob("record.json"))) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides, extra", [
+    (["-m", "hydra/launcher=joblib_local", "model=unigram", *SMALL], "launchers"),
+    (["-m", "hydra/launcher=slurm", "model=unigram", *SMALL], "launchers"),
+    (["corpus=brown", "model=unigram"], "brown"),
+])
+def test_without_the_extras_their_features_are_refused_naming_the_extra(tmp_path, overrides, extra):
+    done = _lmbench_without_extras(tmp_path, *overrides)
+    assert done.returncode == 1
+    assert f"pip install 'lmbench[{extra}]'" in done.stderr and "Traceback" not in done.stderr
+    assert not list((tmp_path / "results").rglob("record.json"))
