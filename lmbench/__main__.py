@@ -14,10 +14,11 @@ from hydra.types import RunMode
 
 from lmbench import config, models
 from lmbench.errors import UserError
+from lmbench.paths import conf_dir
 from lmbench.records import RECORD_NAME, write_record
 from lmbench.run import failed_record
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+CONF_DIR = str(conf_dir())
 SWEEP_JOB_ENV = "LMBENCH_SWEEP_JOB"  # set by the timing launcher for the jobs it starts
 
 models.names()  # import every model module so their schemas are registered before composition

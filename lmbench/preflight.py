@@ -3,6 +3,7 @@ config (closed schemas, finite numbers, ranges, group options that exist) and th
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -29,6 +30,18 @@ def check_choices(choices) -> None:
                             f"the {group} options are: {options}.")
 
 
+def check_launcher(config) -> None:
+    """A sweep's launcher whose plugin is not installed (the ``[launchers]`` extra) is refused before
+    the sweep starts, naming what to install."""
+    module = str(config.hydra.launcher.get("_target_", "")).rpartition(".")[0]
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        choice = config.hydra.runtime.choices.get("hydra/launcher")
+        raise UserError(f"hydra/launcher={choice} needs {exc.name}, which is not installed: "
+                        "pip install 'lmbench[launchers]'.") from None
+
+
 def check_writable(folder: Path, what: str) -> None:
     """``folder`` is (or can be created as) a folder this process may write into."""
     if folder.exists() and not folder.is_dir():
@@ -44,6 +57,8 @@ def preflight(config, run_dir: Path | None) -> None:
     check_choices(config.hydra.runtime.choices)
     validate(config)
     check_writable(Path(config.results_dir), "results_dir")
+    if run_dir is None:
+        check_launcher(config)
     if run_dir is not None and run_dir.is_dir() and any(run_dir.iterdir()):
         # an earlier run's folder (a resume): its .hydra/ stays as the command that made it wrote it
         with open_dict(config.hydra):

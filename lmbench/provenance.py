@@ -9,8 +9,10 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from lmbench.paths import checkout_root
+
 PACKAGES = ("lmbench", "torch", "numpy", "pandas", "nltk", "hydra-core", "omegaconf")
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = checkout_root()
 
 
 def versions() -> dict:
@@ -24,10 +26,11 @@ def versions() -> dict:
     return found
 
 
-def git_commit(root: Path = PROJECT_ROOT) -> str | None:
+def git_commit(root: Path | None = PROJECT_ROOT) -> str | None:
     """HEAD's hash, with ``-dirty`` when tracked code differs from it (changes under ``results/``,
-    such as a sweep's own tables, are output, not code, and do not count); None outside a checkout."""
-    if not (root / ".git").exists():
+    such as a sweep's own tables, are output, not code, and do not count); None for an installed
+    lmbench, which has no checkout (even inside someone else's repository)."""
+    if root is None:
         return None
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,

@@ -10,6 +10,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from lmbench import config, models
 from lmbench.corpora import load_corpus
+from lmbench.paths import conf_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CORPORA = ROOT.parent / "shared" / "corpora"
@@ -37,7 +38,7 @@ def isolated_cache(tmp_path, monkeypatch):
 def compose_config(*overrides: str):
     """The config ``python -m lmbench <overrides>`` would run, composed without running it."""
     GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+    with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
         return compose(config_name="config", overrides=list(overrides))
 
 

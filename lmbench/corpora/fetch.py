@@ -16,14 +16,15 @@ from tqdm import tqdm
 
 from lmbench.errors import ChecksumError, CorpusError
 from lmbench.files import atomic_copy, atomic_write
+from lmbench.paths import default_cache_dir
 
 MIRROR_ENV = "LMBENCH_MIRROR"
 CACHE_ENV = "LMBENCH_CACHE"
 
 
 def cache_dir() -> Path:
-    """``$LMBENCH_CACHE`` or the project's ``corpora/`` folder."""
-    return Path(os.environ.get(CACHE_ENV) or Path(__file__).resolve().parents[2] / "corpora")
+    """``$LMBENCH_CACHE``, else a checkout's ``corpora/`` folder or the user's cache folder."""
+    return Path(os.environ.get(CACHE_ENV) or default_cache_dir())
 
 
 def writable_cache(sub: str = "") -> Path:

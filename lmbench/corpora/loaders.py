@@ -101,7 +101,11 @@ def load_one_file(cfg) -> RawCorpus:
 @loader("brown")
 def load_brown(cfg) -> RawCorpus:
     """NLTK's Brown corpus as one word stream (case kept), cut by token counts (Bengio et al.)."""
-    import nltk
+    try:
+        import nltk
+    except ImportError:
+        raise CorpusError("corpus=brown is read with nltk, which is not installed: "
+                          "pip install 'lmbench[brown]'.") from None
 
     fetch(cfg.file, cfg.name)  # verified nltk_data/corpora/brown.zip in the cache
     data_dir = str(cache_dir() / "nltk_data")
