@@ -8,11 +8,9 @@ import sys
 
 import pandas as pd
 import pytest
-from conftest import ROOT
-from test_app import lmbench
+from conftest import ROOT, TINY, lmbench
 
-TINY = ["corpus.train_tokens=3000", "corpus.valid_tokens=500", "corpus.test_tokens=500",
-        "eval.bootstrap_samples=50"]
+pytestmark = pytest.mark.slow  # every test here starts the app
 
 
 def test_eight_parallel_jobs_write_eight_valid_records_and_a_consistent_table(tmp_path):
@@ -30,7 +28,6 @@ def test_eight_parallel_jobs_write_eight_valid_records_and_a_consistent_table(tm
     assert not list((tmp_path / "results").rglob("*.part"))
 
 
-@pytest.mark.slow
 def test_runs_and_sweeps_started_in_the_same_second_never_share_a_folder(tmp_path):
     """Two different runs whose folder names used to coincide (same model, corpus and seed), and
     two sweeps, all started at once into one results folder: every record survives."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import ROOT, compose_config
+from conftest import ROOT, TINY, TINY_NETWORKS, compose_config
 from hydra.errors import HydraException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,11 +18,6 @@ from lmbench.config import leaves, validate
 from lmbench.errors import UserError
 
 LOCAL = {"synthetic": [], "file": ["corpus.path=@TINY@"]}  # corpora that need no download
-TINY_RUN = ["corpus.train_tokens=2000", "corpus.valid_tokens=300", "corpus.test_tokens=300",
-            "train.max_epochs=1", "train.threads=1", "eval.bootstrap_samples=10"]
-SMALL_MODEL = {"fnn": ["model.emb_size=4", "model.hidden_size=4"],
-               "transformer": ["model.d_model=8", "model.heads=2", "model.context=16"],
-               **{f: ["model.emb_size=4", "model.hidden_size=4"] for f in ("rnn", "lstm", "gru")}}
 BAD = {float: ["nan", "inf", "-inf", "-1.0", "1e300"], int: ["nan", "-1", str(2**63), str(10**30)]}
 
 
@@ -91,15 +86,16 @@ def test_bad_numbers_are_refused_before_data_or_run_correctly(option, pick, tiny
     except (HydraException, OmegaConfBaseException, UserError) as error:
         refused = str(error)
     if refused is not None:
-        assert refused.strip() and "Traceback" not in refused
+        assert refused.strip()  # a message; any other exception than these fails the test
         return
     # accepted: the value must be a sensible one, and the job must run (or stop with a clear error)
     assert not (isinstance(given := dict(leaves(cfg)).get(key), float) and not math.isfinite(given))
     if group == "corpus" and name not in LOCAL:
         pytest.skip(f"{key}={value} accepted on corpus={name}, which needs its files to run")
     tmp = tmp_path_factory.mktemp("run")
-    small = SMALL_MODEL.get(name, []) if group == "model" else []
-    cfg = compose_config(*base, *TINY_RUN, *small, change, f"results_dir={tmp}")
+    tiny = TINY if group != "corpus" or name == "synthetic" else []  # debug=tiny sizes the synthetic corpus
+    small = TINY_NETWORKS.get(name, []) if group == "model" else []
+    cfg = compose_config(*base, *tiny, *small, change, f"results_dir={tmp}")
     monkeypatch.chdir(tmp)
     try:
         record = run_module.run(cfg, tmp / "job")

@@ -42,6 +42,7 @@ def test_tinyshakespeare_keeps_every_character_and_splits_contiguously():
     assert "\n" in corpus.vocab.stoi
 
 
+@pytest.mark.slow  # nltk reads the whole corpus
 @needs_shared("nltk_data/corpora/brown.zip")
 def test_brown_uses_the_bengio_split_and_rare_word_rule():
     corpus = load_corpus(compose_config("corpus=brown").corpus)

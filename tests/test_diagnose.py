@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT, compose_config
+from conftest import ROOT, SYNTHETIC_20K, compose_config
 
 from lmbench import models
 from lmbench.corpora import EOS
@@ -20,13 +20,12 @@ from lmbench.diagnose.__main__ import main
 from lmbench.run import run
 from lmbench.rundir import RunDir
 
-SMALL = ["corpus.train_tokens=20000", "corpus.valid_tokens=3000", "corpus.test_tokens=3000"]
-TINY_NET = ["model.hidden_size=16", "model.emb_size=16", "model.layers=1"]
+PROBED_NET = ["model.hidden_size=16", "model.emb_size=16", "model.layers=1"]  # the nets probed here
 
 
 def untrained(name: str, corpus, *overrides: str):
     torch.manual_seed(0)
-    return models.build(name, compose_config(f"model={name}", *TINY_NET, *overrides).model, corpus)
+    return models.build(name, compose_config(f"model={name}", *PROBED_NET, *overrides).model, corpus)
 
 
 # ---------------------------------------------------------------- gradient flow
@@ -153,8 +152,9 @@ def trained_runs(tmp_path_factory):
         patch.setenv("LMBENCH_CACHE", str(root / "cache"))
         folders = []
         for name in ("rnn", "lstm"):
-            cfg = compose_config(f"model={name}", *TINY_NET, *SMALL, "device=cpu", "train.max_tokens=6000",
-                                 "eval.bootstrap_samples=0", f"results_dir={root / 'results'}")
+            cfg = compose_config(f"model={name}", *PROBED_NET, *SYNTHETIC_20K, "device=cpu",
+                                 "train.max_tokens=6000", "eval.bootstrap_samples=0",
+                                 f"results_dir={root / 'results'}")
             run(cfg, root / "runs" / name)
             folders.append(root / "runs" / name)
     return folders
@@ -204,8 +204,8 @@ def test_cli_rejects_unknown_options_and_folders_without_a_record(trained_runs, 
 
 @pytest.mark.slow
 def test_a_char_run_on_real_text_gets_text_features_and_skips_the_memory_probe(tiny_text_dir, tmp_path):
-    cfg = compose_config("model=lstm", *TINY_NET, "corpus=file", f"corpus.path={tiny_text_dir}", "device=cpu",
-                         "train.max_epochs=1", "train.bptt=20", "train.batch_size=4",
+    cfg = compose_config("model=lstm", *PROBED_NET, "corpus=file", f"corpus.path={tiny_text_dir}",
+                         "device=cpu", "train.max_epochs=1", "train.bptt=20", "train.batch_size=4",
                          "eval.bootstrap_samples=0", f"results_dir={tmp_path / 'results'}")
     run(cfg, tmp_path / "run")
     assert main([str(tmp_path / "run"), "distance=10", "windows=1", "rows=2"]) == 0

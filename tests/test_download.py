@@ -16,7 +16,8 @@ from lmbench.config import SourceFile
 from lmbench.corpora.fetch import fetch
 from lmbench.errors import ChecksumError
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
+pytestmark = [pytest.mark.slow,  # openssl makes a key and a certificate
+              pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")]
 
 PAYLOAD = b"first line of a corpus\n" * 5000
 

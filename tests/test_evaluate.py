@@ -1,4 +1,4 @@
-"""The shared evaluator: metric arithmetic, protocol resets, batch-size independence, bad scores."""
+"""The shared evaluator: metric arithmetic, protocol resets, the uniform model's perplexity, bad scores."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lmbench import models
+from lmbench.corpora import EOS, UNK, Corpus, Vocab
 from lmbench.evaluate import NonFiniteScoreError, bootstrap_mean_ci, evaluate, metrics, resets
 from lmbench.models.unigram import Unigram
 
@@ -46,18 +47,54 @@ def test_char_level_bits_per_character_equal_bits_per_token(tiny_char_corpus):
     assert result["bpc"] == pytest.approx(result["bits_per_token"])
 
 
-@pytest.mark.parametrize("name", ["unigram", "oracle", "ngram"])
+class Uniform:
+    """p(w) = 1/V in every context: the model whose perplexity is the vocabulary size by definition."""
+
+    def __init__(self, vocab_size: int):
+        self.vocab_size = vocab_size
+
+    def fit(self, corpus, cfg, run_dir) -> dict:
+        return {}
+
+    def log_probs(self, tokens, starts, batch_size):
+        return np.full(len(tokens), -math.log(self.vocab_size))
+
+    def sample(self, length, prompt, temperature, top_k, rng):
+        return rng.integers(0, self.vocab_size, length)
+
+    def num_parameters(self) -> int:
+        return 0
+
+    def size_bytes(self) -> int:
+        return 0
+
+
+def assert_scores_the_vocabulary_size(corpus, protocol):
+    size = len(corpus.vocab)
+    result, losses = evaluate(Uniform(size), corpus, "test", protocol, bootstrap_samples=50)
+    assert result["tokens"] == len(corpus.test) and np.allclose(losses, math.log(size))
+    assert result["ppl"] == pytest.approx(size, rel=1e-12)
+    assert result["ppl_ci"] == pytest.approx([size, size], rel=1e-12)
+    assert result["bits_per_token"] == pytest.approx(math.log2(size), rel=1e-12)
+    per_char = len(corpus.test) / corpus.chars["test"]
+    assert result["bpc"] == pytest.approx(math.log2(size) * per_char, rel=1e-12)
+
+
 @pytest.mark.parametrize("protocol", ["stream", "sentence"])
-def test_scores_do_not_depend_on_the_evaluation_batch_size(small_synthetic, name, protocol):
-    from omegaconf import OmegaConf
+@pytest.mark.parametrize("corpus", ["tiny_word_corpus", "tiny_char_corpus"])
+def test_a_uniform_model_scores_perplexity_equal_to_the_vocabulary_size(corpus, protocol, request):
+    assert_scores_the_vocabulary_size(request.getfixturevalue(corpus), protocol)
 
-    from lmbench.config import SCHEMAS
 
-    model = models.build(name, OmegaConf.structured(SCHEMAS["model"][name]), small_synthetic)
-    model.fit(small_synthetic, OmegaConf.create({"protocol": protocol}), None)
-    scores = [evaluate(model, small_synthetic, "test", protocol, batch_size=b)[1] for b in (1, 7, 512)]
-    np.testing.assert_allclose(scores[0], scores[1], rtol=1e-6)
-    np.testing.assert_allclose(scores[0], scores[2], rtol=1e-6)
+@settings(max_examples=40, deadline=None)
+@given(words=st.integers(1, 5000), data=st.data(), protocol=st.sampled_from(["stream", "sentence"]))
+def test_a_uniform_model_scores_perplexity_equal_to_any_vocabulary_size(words, data, protocol):
+    vocab = Vocab([EOS, UNK, *(f"w{i}" for i in range(words))])
+    ids = st.lists(st.integers(0, len(vocab.itos) - 1), min_size=1, max_size=300)
+    splits = {split: np.array(data.draw(ids, label=split), dtype=np.int32)
+              for split in ("train", "valid", "test")}
+    chars = {split: int(sum(len(vocab.itos[i]) + 1 for i in tokens)) for split, tokens in splits.items()}
+    assert_scores_the_vocabulary_size(Corpus("random", "word", vocab, splits, chars, "random", {}), protocol)
 
 
 class _Broken(Unigram):

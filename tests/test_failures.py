@@ -5,7 +5,6 @@ result, a silently ignored setting or a half-written folder."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import zipfile
@@ -13,7 +12,7 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, compose_config
+from conftest import ROOT, TINY, TINY_NETWORKS, compose_config, lmbench
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -26,15 +25,7 @@ from lmbench.preflight import check_choices
 from lmbench.run import run
 from lmbench.rundir import RunDir, find_runs, refresh_tables
 
-TINY = ["corpus.train_tokens=3000", "corpus.valid_tokens=500", "corpus.test_tokens=500"]
-TINY_LSTM = ["model=lstm", "model.emb_size=8", "model.hidden_size=8", "train.max_epochs=1",
-             "eval.bootstrap_samples=10", *TINY]
-
-
-def lmbench(tmp_path, *overrides, env=None):
-    results = f"results_dir={tmp_path / 'results'}"
-    return subprocess.run([sys.executable, "-m", "lmbench", *overrides, results], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
+TINY_LSTM = ["model=lstm", *TINY_NETWORKS["lstm"], *TINY]
 
 
 def written(tmp_path) -> list[str]:
@@ -50,36 +41,51 @@ def refused(done, *words: str) -> None:
 
 
 # ---------------------------------------------------------------- 2. settings silently ignored
+@pytest.mark.slow
 @pytest.mark.parametrize("override, words", [
     ("+model.hidden_sizee=3", ["model.hidden_sizee=3 is not an option", "hidden_size", "model="]),
     ("+corpus.path=x", ["corpus.path=x is not an option", "user_file", "corpus="]),
     ("+epochs=3", ["epochs=3 is not an option", "Did you mean train.max_epochs?"]),
     ("experiment=quickstat", ["experiment=quickstat does not exist", "quickstart"]),
     ("recipe=ptb/kn55", ["recipe=ptb/kn55 does not exist"]),
+    ("debug=tinyy", ["debug=tinyy does not exist", "tiny"]),
     ("corpus.level=char", ["corpus.level=char is not available for corpus=synthetic", "word-level"]),
 ])
 def test_a_setting_nothing_would_read_is_refused_before_anything_is_written(tmp_path, override, words):
-    done = lmbench(tmp_path, override, *TINY)
+    done = lmbench(tmp_path, *TINY, override)
     refused(done, *words)
     assert not written(tmp_path)
 
 
+@pytest.mark.slow
 def test_a_sweep_with_a_setting_nothing_would_read_is_refused_before_any_job(tmp_path):
     done = lmbench(tmp_path, "-m", "model=unigram,ngram", "+epochs=3", *TINY)
     refused(done, "epochs=3 is not an option", "train.max_epochs")
     assert not written(tmp_path)
 
 
-def test_every_experiment_and_recipe_passes_the_closed_schemas():
-    for group in ("experiment", "recipe"):
-        for path in sorted((ROOT / "conf" / group).rglob("*.yaml")):
-            option = str(path.relative_to(ROOT / "conf" / group).with_suffix(""))
-            GlobalHydra.instance().clear()
-            with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-                cfg = compose(config_name="config", overrides=[f"{group}={option}"],
-                              return_hydra_config=True)
-                check_choices(cfg.hydra.runtime.choices)
-                validate(cfg)
+def composed_as_the_app_does(*overrides: str):
+    """The config with its hydra section, after the app's check that every chosen option exists."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+        check_choices(cfg.hydra.runtime.choices)
+    return cfg
+
+
+@pytest.mark.parametrize("group", ["experiment", "recipe", "debug"])
+def test_every_option_of_an_optional_group_passes_the_closed_schemas(group):
+    folder = ROOT / "conf" / group
+    options = [p.relative_to(folder).with_suffix("").as_posix() for p in sorted(folder.rglob("*.yaml"))]
+    assert options
+    for option in options:
+        validate(composed_as_the_app_does(f"{group}={option}"))
+
+
+@pytest.mark.parametrize("group", ["experiment", "recipe", "debug"])
+def test_an_option_of_an_optional_group_that_does_not_exist_is_refused(group):
+    with pytest.raises(UserError, match=f"{group}=nosuch does not exist .* the {group} options are: [a-z]"):
+        composed_as_the_app_does(f"{group}=nosuch")
 
 
 # ---------------------------------------------------------------- 3. values not validated
@@ -121,7 +127,7 @@ def test_a_model_too_big_for_memory_is_refused_with_its_size_before_allocation(t
 @pytest.mark.slow
 def test_an_exploding_run_is_diverged_and_a_single_run_exits_non_zero(tmp_path):
     done = lmbench(tmp_path, "model=rnn", "model.emb_size=32", "model.hidden_size=32", "train.optimizer=sgd",
-                   "train.lr=1000", "train.clip=0", "train.max_epochs=1", "eval.bootstrap_samples=10", *TINY)
+                   "train.lr=1000", "train.clip=0", *TINY)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     (path,) = (tmp_path / "results").rglob("record.json")
     record = json.loads(path.read_text())
@@ -141,6 +147,7 @@ def test_a_valid_perplexity_above_the_vocabulary_is_diverged():
     assert "non-finite at step 7" in diverged(record, {"status": "diverged", "diverged_step": 7}, 10_000)
 
 
+@pytest.mark.slow
 # ---------------------------------------------------------------- 4. finished work thrown away
 def test_a_run_whose_oracle_floor_cannot_be_computed_keeps_its_record(tmp_path):
     done = lmbench(tmp_path, "model=unigram", "corpus.train_tokens=40", "corpus.valid_tokens=40",
@@ -215,6 +222,7 @@ def test_ctrl_c_prints_one_line_and_the_same_command_resumes(tmp_path):
     assert record["resumed_from"] and record["train"]["epochs"] == 6
 
 
+@pytest.mark.slow
 # ---------------------------------------------------------------- 6. unwritable or corrupt state
 def test_a_results_dir_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "results").write_text("not a folder")
@@ -244,7 +252,7 @@ def test_records_that_parse_but_lack_keys_are_skipped_and_named(tmp_path):
         (tmp_path / name / "record.json").write_text(content)
     found, skipped = find_runs(tmp_path)
     assert sorted(r.record["id"] for r in found) == sorted([good["id"], "nulls"]) and len(skipped) == 4
-    assert any("no_model" in s and "model" in s for s in skipped)
+    assert any("no_model" in s and "missing or malformed: model" in s for s in skipped)
     refresh_tables(tmp_path)
     assert len(pd.read_csv(tmp_path / "table.csv")) == 3  # both runs and the oracle floor
 
@@ -265,8 +273,8 @@ def test_a_truncated_losses_file_is_read_as_missing(tmp_path):
 
 
 def test_sample_and_diagnose_refuse_corrupt_records_and_changed_corpora(tmp_path, tiny_text_dir, capsys):
-    cfg = compose_config(*TINY_LSTM[:4], "corpus=file", f"corpus.path={tiny_text_dir}", "corpus.level=word",
-                         f"results_dir={tmp_path}")
+    cfg = compose_config("model=lstm", *TINY_NETWORKS["lstm"], "train.max_epochs=1", "corpus=file",
+                         f"corpus.path={tiny_text_dir}", "corpus.level=word", f"results_dir={tmp_path}")
     run_dir = tmp_path / "job"
     run(cfg, run_dir)
     (tiny_text_dir / "train.txt").write_text((tiny_text_dir / "train.txt").read_text() + "zebra\n")
@@ -355,6 +363,7 @@ def test_diagnose_refuses_counts_below_one(tmp_path, option, capsys):
     assert "is out of range: it must be at least 1" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_report_out_naming_a_file_is_a_one_line_error(tmp_path):
     results = tmp_path / "results"
     run(compose_config("model=unigram", *TINY, f"results_dir={results}"), results / "job")

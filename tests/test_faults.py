@@ -18,7 +18,7 @@ def test_full_disk_during_a_record_write_keeps_the_previous_record(tmp_path, mon
     def disk_full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("lmbench.records.os.fsync", disk_full)
+    monkeypatch.setattr("lmbench.files.os.fsync", disk_full)
     with pytest.raises(UserError, match="disk is full.*record.json.*intact"):
         write_record({"id": "second", "status": "ok"}, tmp_path)
     assert json.loads((tmp_path / "record.json").read_text())["id"] == "first"
@@ -36,7 +36,7 @@ def test_full_disk_during_a_checkpoint_write_keeps_the_previous_checkpoint(tmp_p
     def disk_full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("lmbench.records.os.fsync", disk_full)
+    monkeypatch.setattr("lmbench.files.os.fsync", disk_full)
     with pytest.raises(UserError, match="disk is full.*checkpoint.pt.*intact.*resumes"):
         checkpoint.save({"meta": {"epoch": 2}, "model": {"w": torch.zeros(3)}}, path)
     assert checkpoint.load(path)["meta"] == {"epoch": 1}

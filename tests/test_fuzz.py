@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import compose_config
 from hydra.errors import HydraException
 from hypothesis import HealthCheck, given, settings
@@ -62,6 +63,7 @@ def test_decoding_arbitrary_bytes_gives_text_or_a_corpus_error(data):
         assert text.encode("utf-8") == data
 
 
+@pytest.mark.slow  # a corpus load per example
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.binary(max_size=120), min_size=3, max_size=3), st.sampled_from(["word", "char"]))
 def test_file_corpus_from_arbitrary_bytes_loads_or_fails_clearly(contents, level):
@@ -84,6 +86,7 @@ VALUES = st.one_of(st.integers(-10**6, 10**6).map(str), st.floats(allow_nan=True
                    st.sampled_from(["null", "true", "abc", "[1,2]", "{a: 1}", "''", "cpu", "kn", "-0"]))
 
 
+@pytest.mark.slow  # a Hydra composition per example
 @settings(max_examples=80, deadline=None)
 @given(st.sampled_from(KEYS), VALUES)
 def test_random_config_overrides_compose_or_fail_with_a_clear_error(key, value):

@@ -12,11 +12,14 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, TINY
 
-JOB = ["model=lstm", "corpus.train_tokens=6000", "corpus.valid_tokens=1000", "corpus.test_tokens=1000",
-       "model.emb_size=16", "model.hidden_size=16", "train.max_epochs=4", "train.patience=0",
-       "train.threads=1", "eval.bootstrap_samples=100"]
+from lmbench import checkpoint
+
+pytestmark = pytest.mark.slow  # every test here starts the app, several times
+
+JOB = ["model=lstm", *TINY, "corpus.train_tokens=6000", "model.emb_size=16", "model.hidden_size=16",
+       "train.max_epochs=4", "train.patience=0", "eval.bootstrap_samples=100"]
 
 # Runs the app with os.replace patched to SIGKILL the process at the n-th rename onto a file whose
 # name ends with TARGET: "before" = the temporary file is fully written but not yet renamed (a kill
@@ -47,6 +50,13 @@ def _run(results, *prefix, timeout=300):
                           capture_output=True, text=True, timeout=timeout)
 
 
+def _checkpointed_epoch(results) -> int | None:
+    """The epoch of the killed run's latest checkpoint (None: it had none to resume from)."""
+    found = list(results.rglob(checkpoint.CHECKPOINT))
+    assert len(found) <= 1, found
+    return checkpoint.load(found[0])["state"]["epoch"] if found else None
+
+
 def _ok_records(results):
     found = []
     for path in results.rglob("record.json"):
@@ -65,38 +75,46 @@ def reference(tmp_path_factory):
     return record["metrics"]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("target, nth, when", [
-    ("checkpoint.pt", 1, "before"),  # during the first checkpoint write
-    ("checkpoint.pt", 2, "before"),  # during a later checkpoint write
-    ("checkpoint.pt", 3, "after"),  # between epochs
-    ("checkpoint_best.pt", 2, "before"),  # during a best-weights write
-    ("record.json", 1, "before"),  # during the record write, training finished
-    ("job.json", 1, "after"),  # as the job starts
+# epoch: that of the checkpoint the kill leaves, which the rerun resumes after (None: it starts over)
+@pytest.mark.parametrize("target, nth, when, epoch", [
+    ("checkpoint.pt", 1, "before", None),  # during the first checkpoint write
+    ("checkpoint.pt", 2, "before", 1),  # during a later checkpoint write
+    ("checkpoint.pt", 3, "after", 3),  # between epochs
+    ("checkpoint_best.pt", 2, "before", 1),  # during a best-weights write (epoch 2's)
+    ("record.json", 1, "before", 4),  # during the record write, training finished
+    ("job.json", 1, "after", None),  # as the job starts
 ])
-def test_kill_at_a_point_then_rerun_gives_identical_metrics(tmp_path, reference, target, nth, when):
+def test_kill_at_a_point_then_rerun_gives_identical_metrics(tmp_path, reference, target, nth, when, epoch):
     killed = _run(tmp_path, "-c", KILLER, target, str(nth), when)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert not _ok_records(tmp_path)
+    assert _checkpointed_epoch(tmp_path) == epoch
     resumed = _run(tmp_path, "-m", "lmbench")
     assert resumed.returncode == 0, resumed.stderr
     (record,) = _ok_records(tmp_path)
+    assert bool(record["resumed_from"]) == (epoch is not None)
+    if epoch is not None:
+        assert f"after epoch {epoch}" in resumed.stdout + resumed.stderr
     for split in ("valid", "test"):
         assert record["metrics"][split]["ppl"] == reference[split]["ppl"]
         assert record["metrics"][split]["ppl_ci"] == reference[split]["ppl_ci"]
 
 
-@pytest.mark.slow
-def test_kill_at_a_random_moment_then_rerun_gives_identical_metrics(tmp_path, reference):
+def test_kill_at_a_moment_the_test_does_not_choose_then_rerun_gives_identical_metrics(tmp_path, reference):
+    """SIGKILL as soon as the first checkpoint is seen, wherever the run is then (in epoch 2, or
+    writing a file of it)."""
     process = subprocess.Popen([sys.executable, "-m", "lmbench", *JOB, f"results_dir={tmp_path}"],
                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not list(tmp_path.rglob("checkpoint.pt")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)
+    while not list(tmp_path.rglob(checkpoint.CHECKPOINT)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert process.poll() is None, "the run ended before it could be killed"
     os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    assert process.wait() == -signal.SIGKILL
+    assert not _ok_records(tmp_path)
+    assert 1 <= _checkpointed_epoch(tmp_path) < 4, "the kill came after training"
     resumed = _run(tmp_path, "-m", "lmbench")
     assert resumed.returncode == 0, resumed.stderr
     (record,) = _ok_records(tmp_path)
+    assert record["resumed_from"]
     assert record["metrics"]["test"]["ppl"] == reference["test"]["ppl"]

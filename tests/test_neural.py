@@ -5,51 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import compose_config
+from conftest import NEURAL_FAMILIES, seeded_model, tiny_config
 from omegaconf import OmegaConf
 
 from lmbench import models
 from lmbench.errors import UserError
 from lmbench.evaluate import evaluate
 
-SMALL = {
-    "fnn": ["model.order=3", "model.emb_size=16", "model.hidden_size=32"],
-    "rnn": ["model.emb_size=32", "model.hidden_size=32"],
-    "lstm": ["model.emb_size=32", "model.hidden_size=32", "model.layers=2", "model.dropout=0.1"],
-    "gru": ["model.emb_size=32", "model.hidden_size=32", "model.tie_weights=true"],
-    "transformer": ["model.d_model=32", "model.heads=2", "model.layers=1", "model.context=12"],
-}
-FAMILIES = list(SMALL)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train far faster on one thread, above all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def tiny_config(family: str, corpus_dir, *overrides: str):
-    """The run config of a tiny, fast job on the tiny word corpus, device resolved; fp32 on one
-    thread, so the results depend neither on this machine's bf16 support nor on its load."""
-    cfg = compose_config(f"model={family}", "corpus=file", f"corpus.path={corpus_dir}",
-                         "corpus.level=word", "train.batch_size=4", "train.bptt=8",
-                         "train.max_epochs=3", "train.lr=0.01", "train.optimizer=adam", "train.clip=1",
-                         "train.precision=fp32", "train.threads=1", *SMALL[family], *overrides)
-    return OmegaConf.merge(cfg, {"device": "cpu"})
-
-
-def build(family, corpus, cfg):
-    torch.manual_seed(0)
-    return models.build(family, cfg.model, corpus)
-
-
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", NEURAL_FAMILIES)
 def test_each_family_beats_the_unigram(family, tiny_word_corpus, tiny_text_dir, tmp_path):
     cfg = tiny_config(family, tiny_text_dir)
-    model = build(family, tiny_word_corpus, cfg)
+    model = seeded_model(family, tiny_word_corpus, cfg)
     stats = model.fit(tiny_word_corpus, cfg, tmp_path)
     unigram = models.build("unigram", OmegaConf.create({"name": "unigram", "add_k": 1.0}), tiny_word_corpus)
     unigram.fit(tiny_word_corpus, cfg, tmp_path)
@@ -65,10 +34,10 @@ def test_each_family_beats_the_unigram(family, tiny_word_corpus, tiny_text_dir, 
 
 
 @pytest.mark.parametrize("level", ["word", "char"])
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", NEURAL_FAMILIES)
 def test_scores_do_not_depend_on_batch_size(family, level, tiny_word_corpus, tiny_char_corpus, tiny_text_dir):
     corpus = tiny_word_corpus if level == "word" else tiny_char_corpus
-    model = build(family, corpus, tiny_config(family, tiny_text_dir, f"corpus.level={level}"))
+    model = seeded_model(family, corpus, tiny_config(family, tiny_text_dir, f"corpus.level={level}"))
     tokens = corpus.valid
     for starts in (np.array([0]), corpus.line_starts("valid")):
         reference = model.log_probs(tokens, starts, 1)
@@ -78,9 +47,9 @@ def test_scores_do_not_depend_on_batch_size(family, level, tiny_word_corpus, tin
                                        rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", NEURAL_FAMILIES)
 def test_each_start_empties_the_context(family, tiny_word_corpus, tiny_text_dir):
-    model = build(family, tiny_word_corpus, tiny_config(family, tiny_text_dir))
+    model = seeded_model(family, tiny_word_corpus, tiny_config(family, tiny_text_dir))
     tokens = tiny_word_corpus.valid[:60]
     starts = np.array([0, 7, 8, 25, 41])
     scored = model.log_probs(tokens, starts, 4)
@@ -90,7 +59,7 @@ def test_each_start_empties_the_context(family, tiny_word_corpus, tiny_text_dir)
 
 
 def test_transformer_predicts_each_token_once_with_the_fullest_context(tiny_word_corpus, tiny_text_dir):
-    model = build("transformer", tiny_word_corpus, tiny_config("transformer", tiny_text_dir))
+    model = seeded_model("transformer", tiny_word_corpus, tiny_config("transformer", tiny_text_dir))
     spans = [(0, 5), (5, 40), (40, 41), (41, 100)]
     covered = np.zeros(100, dtype=int)
     for first, lo, hi in model._windows(spans):
@@ -102,9 +71,9 @@ def test_transformer_predicts_each_token_once_with_the_fullest_context(tiny_word
     assert model.eval_info() == {"eval_window": 12, "eval_stride": 6}
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", NEURAL_FAMILIES)
 def test_sampling_is_seeded_and_in_vocabulary(family, tiny_word_corpus, tiny_text_dir):
-    model = build(family, tiny_word_corpus, tiny_config(family, tiny_text_dir))
+    model = seeded_model(family, tiny_word_corpus, tiny_config(family, tiny_text_dir))
     prompt = tiny_word_corpus.train[:5]
     first = model.sample(20, prompt, 1.0, 5, np.random.default_rng(1))
     again = model.sample(20, prompt, 1.0, 5, np.random.default_rng(1))
@@ -131,12 +100,13 @@ def test_bad_model_config_is_a_user_error(family, override, message, tiny_word_c
 
 def test_recurrent_options_shape_the_network(tiny_word_corpus, tiny_text_dir):
     cfg = tiny_config("lstm", tiny_text_dir, "model.forget_bias=1.0", "model.layers=1")
-    net = build("lstm", tiny_word_corpus, cfg).net
+    net = seeded_model("lstm", tiny_word_corpus, cfg).net
     h = cfg.model.hidden_size
     assert torch.all(net.rnn.bias_ih_l0[h:2 * h] == 1.0) and torch.all(net.rnn.bias_hh_l0[h:2 * h] == 0)
     assert torch.all(net.encoder.weight.abs() <= 0.1)
-    relu = build("rnn", tiny_word_corpus, tiny_config("rnn", tiny_text_dir, "model.nonlinearity=relu"))
+    relu = seeded_model("rnn", tiny_word_corpus, tiny_config("rnn", tiny_text_dir, "model.nonlinearity=relu"))
     assert relu.net.rnn.nonlinearity == "relu"
-    tied = build("gru", tiny_word_corpus, tiny_config("gru", tiny_text_dir))
-    untied = build("gru", tiny_word_corpus, tiny_config("gru", tiny_text_dir, "model.tie_weights=false"))
+    tied = seeded_model("gru", tiny_word_corpus, tiny_config("gru", tiny_text_dir))
+    untied = seeded_model("gru", tiny_word_corpus,
+                          tiny_config("gru", tiny_text_dir, "model.tie_weights=false"))
     assert untied.num_parameters() - tied.num_parameters() == len(tiny_word_corpus.vocab) * 32

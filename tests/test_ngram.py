@@ -165,13 +165,6 @@ def test_stream_protocol_carries_context_across_lines():
     assert log_p[first[0]] == pytest.approx(stream.lm.distribution(history)[corpus.test[first[0]]])
 
 
-def test_scores_do_not_depend_on_batch_size(small_synthetic):
-    model, _ = build(small_synthetic, "stream", order=4)
-    scores = [evaluate(model, small_synthetic, "test", "stream", batch_size=b, bootstrap_samples=0)[1]
-              for b in (1, 1000)]
-    np.testing.assert_array_equal(scores[0], scores[1])
-
-
 def test_fit_reports_storage_and_sparsity_per_order(small_synthetic, tmp_path):
     model, stats = build(small_synthetic, "sentence", tmp_path, order=4, arpa=True)
     orders = stats["ngram"]["orders"]
@@ -240,6 +233,7 @@ def test_unseen_contexts_back_off_to_finite_scores(tiny_word_corpus):
     assert np.all(np.isfinite(model.log_probs(tokens, np.array([0]), 1)))
 
 
+@pytest.mark.slow
 def test_an_ngram_run_never_imports_torch(tiny_text_dir, tmp_path):
     # the whole command, as a user runs it: torch's import alone would double its start-up time
     script = (

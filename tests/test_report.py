@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT
-from test_app import SMALL, lmbench
+from conftest import ROOT, TINY, lmbench
 
 from lmbench.evaluate import paired_bootstrap
 from lmbench.report import build
@@ -23,8 +22,9 @@ def test_paired_bootstrap_detects_a_real_difference_and_not_a_null_one():
     assert null["diff_lo"] < 0 < null["diff_hi"] and not null["significant"]
 
 
+@pytest.mark.slow
 def test_sweep_report_has_seed_statistics_pairs_plots_and_regenerates_identically(tmp_path):
-    done = lmbench(tmp_path, "-m", "model=unigram,oracle", "seed=0,1", *SMALL)
+    done = lmbench(tmp_path, "-m", "model=unigram,oracle", "seed=0,1", *TINY)
     assert done.returncode == 0, done.stderr
     (sweep,) = (tmp_path / "results" / "sweeps").iterdir()
     for name in ("report.md", "report.html", "summary.csv", "summary.tex", "pairs.csv", "memory.csv",
@@ -43,8 +43,9 @@ def test_sweep_report_has_seed_statistics_pairs_plots_and_regenerates_identicall
     assert {p.name: p.read_bytes() for p in out.glob("*.csv")} == tables
 
 
+@pytest.mark.slow
 def test_report_skips_a_corrupt_record_and_says_so(tmp_path, capsys):
-    assert lmbench(tmp_path, *SMALL).returncode == 0
+    assert lmbench(tmp_path, *TINY).returncode == 0
     bad = tmp_path / "results" / "runs" / "broken"
     bad.mkdir(parents=True)
     (bad / "record.json").write_text("{not json")
@@ -171,6 +172,7 @@ def test_a_record_with_null_sections_is_listed_without_breaking_the_report(tmp_p
     assert "on Intel(R) Xeon(R) Processor (2 cores)" in result["console"].splitlines()[0]
 
 
+@pytest.mark.slow
 def test_runs_at_several_training_sizes_get_the_excess_over_the_floor_plot(tmp_path):
     from lmbench.report.frames import data_size
     from lmbench.rundir import find_runs

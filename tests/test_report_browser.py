@@ -18,9 +18,9 @@ from lmbench.plots import KIND_COLOURS
 from lmbench.report import build
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install -y chromium): the HTML "
-    "report is not checked in a browser")
+    "report is not checked in a browser")]
 WINDOW = (1280, 900)  # the first screen of a laptop browser
 
 # Added to a copy of the report (the report itself has no script): measures what the browser laid out.

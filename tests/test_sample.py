@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from conftest import compose_config
-from test_neural import SMALL, one_thread  # noqa: F401 (one_thread: autouse)
+from conftest import LEARNING_NETWORKS, compose_config
 
 from lmbench import sample
 from lmbench.run import run
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def finished_run(tmp_path, tiny_text_dir, model: str, *overrides: str):
@@ -21,7 +22,7 @@ def finished_run(tmp_path, tiny_text_dir, model: str, *overrides: str):
     return run_dir
 
 
-@pytest.mark.parametrize("model, overrides", [("lstm", SMALL["lstm"]), ("unigram", [])])
+@pytest.mark.parametrize("model, overrides", [("lstm", LEARNING_NETWORKS["lstm"]), ("unigram", [])])
 def test_sample_continues_a_prompt_deterministically(model, overrides, tmp_path, tiny_text_dir, capsys):
     run_dir = finished_run(tmp_path, tiny_text_dir, model, *overrides)
     args = [str(run_dir), "--prompt", "the cat said", "--length", "12", "--top-k", "3", "--seed", "4"]

@@ -15,8 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
-from test_app import SMALL
+from conftest import ROOT, SYNTHETIC_20K
 
 
 def _no_cluster() -> str | None:
@@ -34,7 +33,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow,
 
 # 30 epochs of ~0.5 s: a job cancelled after its first one is still training when SLURM kills it
 # (5-7 s after scancel: submitit ignores the SIGTERM, slurmd sends SIGKILL at least 5 s later)
-JOB = [*SMALL, "corpus.train_tokens=10000", "train.max_epochs=30", "train.patience=0"]
+JOB = [*SYNTHETIC_20K, "corpus.train_tokens=10000", "train.max_epochs=30", "train.patience=0"]
 SWEEP = ["-m", "hydra/launcher=slurm", "model=lstm,gru", "seed=0,1", *JOB]
 
 
@@ -142,7 +141,7 @@ def test_a_job_reaching_its_time_limit_is_requeued_and_resumes_from_its_checkpoi
     # A 1-minute limit, signalled 15 s before it: SLURM checks limits every 30 s and signals up to
     # 30 s early, so 15-45 s into each run of the job. 45 s of training cannot finish before the
     # first signal; each run then trains until its own signal and is requeued again.
-    code, out, err = cluster.run("-m", "hydra/launcher=slurm", "model=gru", *SMALL,
+    code, out, err = cluster.run("-m", "hydra/launcher=slurm", "model=gru", *SYNTHETIC_20K,
                                  "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=15",
                                  "hydra.launcher.max_num_timeout=10", "train.max_minutes=0.75",
                                  "train.max_epochs=1000", "train.patience=0")

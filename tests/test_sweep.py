@@ -10,8 +10,9 @@ import time
 
 import psutil
 import pytest
-from conftest import ROOT
-from test_app import SMALL, lmbench, records
+from conftest import ROOT, SYNTHETIC_20K, TINY, lmbench, read_records
+
+pytestmark = pytest.mark.slow  # every test here starts the app
 
 
 def test_a_failing_job_leaves_a_record_and_the_sweep_goes_on_with_a_failing_exit(tmp_path,
@@ -20,15 +21,15 @@ def test_a_failing_job_leaves_a_record_and_the_sweep_goes_on_with_a_failing_exit
                    f"corpus.path={tiny_text_dir}")
     assert done.returncode == 1
     assert "1 failed, 0 diverged of 2 jobs" in done.stderr
-    by_model = {r["model"]: r for r in records(tmp_path)}
+    by_model = {r["model"]: r for r in read_records(tmp_path)}
     assert by_model["unigram"]["status"] == "ok"
     assert by_model["oracle"]["status"] == "failed" and "synthetic" in by_model["oracle"]["error"]
 
 
 def test_timing_launcher_runs_each_job_in_its_own_process(tmp_path):
-    done = lmbench(tmp_path, "-m", "hydra/launcher=timing", "seed=0,1", *SMALL)
+    done = lmbench(tmp_path, "-m", "hydra/launcher=timing", "seed=0,1", *TINY)
     assert done.returncode == 0, done.stderr
-    found = records(tmp_path)
+    found = read_records(tmp_path)
     assert len(found) == 2
     for record in found:
         assert record["job"]["launcher"] == "TimingLauncher"
@@ -38,19 +39,19 @@ def test_timing_launcher_runs_each_job_in_its_own_process(tmp_path):
 
 
 def test_basic_launcher_shares_one_process_and_says_so(tmp_path):
-    done = lmbench(tmp_path, "-m", "seed=0,1", *SMALL)
+    done = lmbench(tmp_path, "-m", "seed=0,1", *TINY)
     assert done.returncode == 0, done.stderr
-    shared = sorted(r["job"]["earlier_jobs_in_process"] for r in records(tmp_path))
+    shared = sorted(r["job"]["earlier_jobs_in_process"] for r in read_records(tmp_path))
     assert shared == [0, 1]
 
 
 def test_a_finished_job_is_skipped_unless_forced_and_reruns_reproduce_it(tmp_path):
-    assert lmbench(tmp_path, *SMALL).returncode == 0
-    again = lmbench(tmp_path, *SMALL)
+    assert lmbench(tmp_path, *TINY).returncode == 0
+    again = lmbench(tmp_path, *TINY)
     assert again.returncode == 0 and "skipping: this job already finished" in again.stdout
-    assert len(records(tmp_path)) == 1
-    assert lmbench(tmp_path, *SMALL, "force=true").returncode == 0
-    first, second = records(tmp_path)
+    assert len(read_records(tmp_path)) == 1
+    assert lmbench(tmp_path, *TINY, "force=true").returncode == 0
+    first, second = read_records(tmp_path)
     assert first["config_hash"] == second["config_hash"]
     assert first["metrics"]["test"] == {**second["metrics"]["test"],
                                         "eval_seconds": first["metrics"]["test"]["eval_seconds"],
@@ -58,9 +59,9 @@ def test_a_finished_job_is_skipped_unless_forced_and_reruns_reproduce_it(tmp_pat
 
 
 def test_compare_experiment_is_a_sweep_of_isolated_jobs(tmp_path):
-    done = lmbench(tmp_path, "experiment=compare", "model=ngram,unigram", "seed=0", *SMALL)
+    done = lmbench(tmp_path, "experiment=compare", "model=ngram,unigram", "seed=0", *TINY)
     assert done.returncode == 0, done.stderr
-    found = records(tmp_path)
+    found = read_records(tmp_path)
     assert sorted(r["model"] for r in found) == ["ngram", "unigram"]
     assert all(r["experiment"] == "compare" and r["job"]["launcher"] == "TimingLauncher" for r in found)
 
@@ -68,10 +69,10 @@ def test_compare_experiment_is_a_sweep_of_isolated_jobs(tmp_path):
 def test_committed_reference_runs_are_neither_skipped_against_nor_listed_as_the_users(tmp_path):
     import pandas as pd
 
-    reference = lmbench(tmp_path / "results", *SMALL)  # lands in results/results = a 'reference'
+    reference = lmbench(tmp_path / "results", *TINY)  # lands in results/results = a 'reference'
     assert reference.returncode == 0
     (tmp_path / "results" / "results").rename(tmp_path / "results" / "reference")
-    mine = lmbench(tmp_path, *SMALL)
+    mine = lmbench(tmp_path, *TINY)
     assert mine.returncode == 0 and "skipping" not in mine.stdout
     table = pd.read_csv(tmp_path / "results" / "table.csv")
     assert len(table[table.run != "-"]) == 1
@@ -93,11 +94,10 @@ def _kill_when_training(sweep: subprocess.Popen, results, overrides: set[str], d
     return False
 
 
-@pytest.mark.slow
 def test_six_families_two_seeds_with_one_job_killed_end_with_11_ok_1_failed_and_report_both(tmp_path):
     results = tmp_path / "results"
     sweep = subprocess.Popen(
-        [sys.executable, "-m", "lmbench", "experiment=quickstart", "seed=0,1", *SMALL,
+        [sys.executable, "-m", "lmbench", "experiment=quickstart", "seed=0,1", *SYNTHETIC_20K,
          "train.max_epochs=4", "train.max_minutes=1", "train.patience=0", f"results_dir={results}"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed = _kill_when_training(sweep, results, {"model=gru", "seed=1"}, time.monotonic() + 600)
@@ -105,7 +105,7 @@ def test_six_families_two_seeds_with_one_job_killed_end_with_11_ok_1_failed_and_
     assert killed, "the gru seed-1 job finished before it could be killed"
     assert sweep.returncode == 1
     assert "1 failed, 0 diverged of 12 jobs" in err
-    found = records(tmp_path)
+    found = read_records(tmp_path)
     statuses = sorted((r["model"], r["config"]["seed"], r["status"]) for r in found)
     assert len(found) == 12 and [s for s in statuses if s[2] != "ok"] == [("gru", 1, "failed")]
     (sweep_dir,) = (results / "sweeps").iterdir()

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import seeded_model, tiny_config
 from omegaconf import OmegaConf
-from test_neural import build, one_thread, tiny_config  # noqa: F401 (one_thread: autouse)
 
 from lmbench import checkpoint, hardware
 from lmbench import train as train_module
@@ -20,22 +21,27 @@ from lmbench.hardware import resolve_precision
 from lmbench.models.neural import LinearCrossEntropy
 from lmbench.train import cosine_lr, epoch_lr
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def fit(corpus, cfg, run_dir, family="lstm"):
-    model = build(family, corpus, cfg)
+    model = seeded_model(family, corpus, cfg)
     return model, model.fit(corpus, cfg, run_dir)
 
 
 @pytest.mark.parametrize("family", ["lstm", "transformer"])
 def test_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(family, tiny_word_corpus,
-                                                                       tiny_text_dir, tmp_path):
+                                                                       tiny_text_dir, tmp_path, caplog):
     # dropout makes the RNG state part of what a resume must restore
     cfg = tiny_config(family, tiny_text_dir, "model.dropout=0.3", "train.max_epochs=3")
     whole, whole_stats = fit(tiny_word_corpus, cfg, tmp_path / "whole", family)
     killed = OmegaConf.merge(cfg, {"train": {"max_epochs": 1}})  # stops after epoch 1's checkpoint
     fit(tiny_word_corpus, killed, tmp_path / "resumed", family)
+    assert checkpoint.load(tmp_path / "resumed" / checkpoint.CHECKPOINT)["state"]["epoch"] == 1
     resumed_cfg = OmegaConf.merge(cfg, {"train": {"resume": True}})
-    resumed, resumed_stats = fit(tiny_word_corpus, resumed_cfg, tmp_path / "resumed", family)
+    with caplog.at_level(logging.INFO, logger="lmbench.train"):
+        resumed, resumed_stats = fit(tiny_word_corpus, resumed_cfg, tmp_path / "resumed", family)
+    assert "after epoch 1" in caplog.text  # it went on from epoch 1, not from scratch
     assert resumed_stats["valid_ppl_history"] == whole_stats["valid_ppl_history"]
     assert resumed_stats["lr_history"] == whole_stats["lr_history"]
     tokens, starts = tiny_word_corpus.test, np.array([0])
@@ -44,7 +50,7 @@ def test_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(family, t
 
 def test_nan_loss_stops_with_the_last_good_weights(tiny_word_corpus, tiny_text_dir, tmp_path):
     cfg = tiny_config("lstm", tiny_text_dir, "train.max_epochs=3")
-    model = build("lstm", tiny_word_corpus, cfg)
+    model = seeded_model("lstm", tiny_word_corpus, cfg)
     steps_per_epoch = math.ceil((len(tiny_word_corpus.train) // 4 - 1) / 8)
     calls = []
     chunk_loss = model.chunk_loss
@@ -73,12 +79,12 @@ def test_a_checkpoint_from_another_run_or_a_corrupt_one_is_refused(tiny_word_cor
     before = path.read_bytes()
     with pytest.raises(UserError, match="already exists"):  # a fresh run never overwrites one
         fit(tiny_word_corpus, cfg, tmp_path)
-    for change, message in [({"model": {"hidden_size": 16, "emb_size": 16}}, "model"),
-                            ({"train": {"bptt": 5}}, "train"),
-                            ({"corpus": {"level": "char"}}, "corpus_fingerprint|vocab_size")]:
+    for change, differs in [({"model": {"hidden_size": 16, "emb_size": 16}}, "model.hidden_size"),
+                            ({"train": {"bptt": 5}}, "train.bptt"),
+                            ({"corpus": {"level": "char"}}, "corpus_fingerprint")]:
         other = OmegaConf.merge(cfg, change, {"train": {"resume": True}})
         corpus = load_corpus(other.corpus) if "corpus" in change else tiny_word_corpus
-        with pytest.raises(UserError, match=message):
+        with pytest.raises(UserError, match=f"belongs to another run \\(.*{differs}: checkpoint has"):
             fit(corpus, other, tmp_path)
     assert path.read_bytes() == before
     path.write_bytes(before[: len(before) // 2])
@@ -145,7 +151,7 @@ def test_auto_threads_share_the_cores_among_running_jobs(tiny_word_corpus, tiny_
     assert hardware.cpus_to_request(4) == 4
     monkeypatch.setattr(hardware, "available_cores", lambda: 2)
     monkeypatch.setattr(train_module, "running_jobs", lambda: 2)  # another lmbench job is running
-    cfg = tiny_config("rnn", tiny_text_dir, "train.threads=auto", "train.max_tokens=50")
+    cfg = tiny_config("rnn", tiny_text_dir, "train.threads=auto", "train.max_tokens=50", "train.bptt=32")
     assert fit(tiny_word_corpus, cfg, tmp_path / "shared", "rnn")[1]["threads"] == 1
     monkeypatch.setattr(train_module, "running_jobs", lambda: 1)
     assert fit(tiny_word_corpus, cfg, tmp_path / "alone", "rnn")[1]["threads"] == 2
