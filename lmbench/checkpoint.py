@@ -28,7 +28,7 @@ def meta(model, corpus, cfg) -> dict:
         "vocab_size": len(corpus.vocab),
         "train": {k: v for k, v in train.items() if k not in BUDGET_KEYS},
         "seed": cfg.seed,
-        "protocol": str(getattr(cfg.protocol, "value", cfg.protocol)),
+        "protocol": str(cfg.protocol),
     }
 
 

@@ -53,7 +53,7 @@ def peak_rss_mb() -> float:
 
 
 def _evaluate(model, corpus: Corpus, split: str, cfg) -> tuple[dict, np.ndarray]:
-    return evaluate(model, corpus, split, cfg.protocol.value, cfg.eval.batch_size,
+    return evaluate(model, corpus, split, cfg.protocol, cfg.eval.batch_size,
                     cfg.eval.bootstrap_samples, cfg.eval.bootstrap_block)
 
 
@@ -150,7 +150,7 @@ def run(cfg, run_dir: Path, job: dict | None = None) -> dict:
     job = dict(job or {})
     validate(cfg)
     uses_torch = models.uses_torch(cfg.model.name)
-    device = resolve_device(cfg.device.value, uses_torch)
+    device = resolve_device(str(cfg.device), uses_torch)
     seed_everything(cfg.seed, uses_torch)
     corpus = load_corpus(cfg.corpus)
     cfg_hash = jobs.config_hash(cfg)

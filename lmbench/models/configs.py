@@ -4,12 +4,11 @@ running a count-based model, never imports torch."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
-from lmbench.config import ModelConfig, register_schema
+from lmbench.config import Choice, ModelConfig, register_schema
 
 
-class Nonlinearity(Enum):
+class Nonlinearity(Choice):
     tanh = "tanh"
     relu = "relu"
 

@@ -28,11 +28,6 @@ from lmbench.corpora import Corpus
 from lmbench.errors import UserError
 
 
-def value(option):
-    """An enum config value as its string (configs come as enums from Hydra, as strings from records)."""
-    return getattr(option, "value", option)
-
-
 def segments(n: int, starts: np.ndarray) -> list[tuple[int, int]]:
     """The [start, end) spans scored independently: one per entry of ``starts``."""
     starts = np.unique(np.asarray(starts, dtype=np.int64))

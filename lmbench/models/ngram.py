@@ -13,12 +13,11 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
 
-from lmbench.config import ModelConfig, register_schema
+from lmbench.config import Choice, ModelConfig, register_schema
 from lmbench.corpora import Corpus
 from lmbench.errors import UserError
 from lmbench.evaluate import resets
@@ -31,7 +30,7 @@ from lmbench.sampling import draw
 log = logging.getLogger(__name__)
 
 
-class Smoothing(Enum):
+class Smoothing(Choice):
     kn = "kn"  # interpolated modified Kneser-Ney
     katz = "katz"  # Katz backoff with Good-Turing discounts
     add_k = "add_k"  # additive smoothing of the top order
@@ -50,10 +49,6 @@ class NgramConfig(ModelConfig):
 
 
 register_schema("model", "ngram", NgramConfig)
-
-
-def _value(option):
-    return getattr(option, "value", option)
 
 
 def _check(cfg) -> None:
@@ -78,7 +73,7 @@ class Ngram:
     def __init__(self, cfg, corpus: Corpus):
         _check(cfg)
         self.cfg = cfg
-        self.smoothing = _value(cfg.smoothing)
+        self.smoothing = cfg.smoothing
         self.vocab_size = len(corpus.vocab)
         self.line_end = corpus.line_end
         self.sentence = False  # trained under the sentence protocol (sampling restarts lines)
@@ -86,7 +81,7 @@ class Ngram:
 
     def fit(self, corpus: Corpus, cfg, run_dir) -> dict:
         """Count and smooth ``corpus.train`` under ``cfg.protocol`` (stream when no cfg)."""
-        protocol = _value(cfg.protocol) if cfg is not None else "stream"
+        protocol = cfg.protocol if cfg is not None else "stream"
         self.sentence = protocol == "sentence"
         stream, _ = pad(corpus.train, resets(corpus, "train", protocol), self.vocab_size)
         tables = count(stream, self.cfg.order, self.vocab_size + 1)

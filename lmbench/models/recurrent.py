@@ -16,7 +16,7 @@ from torch import nn
 
 from lmbench.errors import UserError
 from lmbench.models import register
-from lmbench.models.neural import NeuralModel, check_positive, value
+from lmbench.models.neural import NeuralModel, check_positive
 
 EVAL_TOKENS = 4096  # tokens per scoring forward pass (bounds the logits' memory)
 
@@ -29,7 +29,7 @@ class RecurrentNet(nn.Module):
 
     def __init__(self, cell: str, n_in: int, n_out: int, cfg):
         super().__init__()
-        extra = {"nonlinearity": value(cfg.nonlinearity)} if cell == "rnn" else {}
+        extra = {"nonlinearity": cfg.nonlinearity} if cell == "rnn" else {}
         self.n_out = n_out
         self.drop = nn.Dropout(cfg.dropout)
         self.encoder = nn.Embedding(n_in, cfg.emb_size)
