@@ -18,6 +18,7 @@ from lmbench.config import validate
 from lmbench.corpora import Corpus, load_corpus
 from lmbench.errors import UserError
 from lmbench.evaluate import evaluate
+from lmbench.models.base import FitSettings
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def check_run_folder(run_dir: Path, model, corpus: Corpus, cfg) -> None:
         return
     saved = run_dir / checkpoint.CHECKPOINT
     if cfg.train.resume:
-        checkpoint.load(saved, checkpoint.meta(model, corpus, cfg))
+        checkpoint.load(saved, checkpoint.meta(model, corpus, FitSettings.from_config(cfg)))
     elif saved.exists():
         raise UserError(f"{saved} already exists: pass train.resume=true to continue that run, or run "
                         "without hydra.run.dir (a new folder).")
@@ -189,8 +190,7 @@ def run(cfg, run_dir: Path, job: dict | None = None) -> dict:
         concurrent = other_jobs()
         try:
             resume = bool(cfg.train.resume or resumed_from)
-            fit_cfg = OmegaConf.merge(cfg, {"device": device, "train": {"resume": resume}})
-            train_stats = model.fit(corpus, fit_cfg, run_dir) or {}
+            train_stats = model.fit(corpus, FitSettings.from_config(cfg, run_dir, device, resume)) or {}
             train_seconds = time.perf_counter() - started
             concurrent = max(concurrent, other_jobs())
             metrics, losses = {}, {}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from omegaconf import OmegaConf
 from lmbench import checkpoint, models
 from lmbench.corpora import load_corpus
 from lmbench.errors import UserError
+from lmbench.models.base import FitSettings
 from lmbench.models.neural import NeuralModel
 from lmbench.records import RECORD_NAME, read_record
 
@@ -49,8 +49,7 @@ def load_model(run_dir: Path):
         path = best if best.is_file() else run_dir / checkpoint.CHECKPOINT
         checkpoint.load_weights(model.net, path, corpus)
     else:
-        with tempfile.TemporaryDirectory() as scratch:
-            model.fit(corpus, OmegaConf.merge(cfg, {"device": "cpu"}), Path(scratch))
+        model.fit(corpus, FitSettings.from_config(cfg))
     return model, corpus
 
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from lmbench import models
 from lmbench.evaluate import NonFiniteScoreError, bootstrap_mean_ci, evaluate, metrics, resets
+from lmbench.models.base import FitSettings
 from lmbench.models.unigram import Unigram
 
 
@@ -41,7 +42,7 @@ def test_sentence_protocol_resets_at_every_line(tiny_word_corpus):
 
 def test_char_level_bits_per_character_equal_bits_per_token(tiny_char_corpus):
     model = models.build("unigram", _unigram_cfg(), tiny_char_corpus)
-    model.fit(tiny_char_corpus, None, None)
+    model.fit(tiny_char_corpus, FitSettings())
     result, _ = evaluate(model, tiny_char_corpus, "test", "stream")
     assert result["bpc"] == pytest.approx(result["bits_per_token"])
 
@@ -54,7 +55,7 @@ def test_scores_do_not_depend_on_the_evaluation_batch_size(small_synthetic, name
     from lmbench.config import SCHEMAS
 
     model = models.build(name, OmegaConf.structured(SCHEMAS["model"][name]), small_synthetic)
-    model.fit(small_synthetic, OmegaConf.create({"protocol": protocol}), None)
+    model.fit(small_synthetic, FitSettings(protocol=protocol))
     scores = [evaluate(model, small_synthetic, "test", protocol, batch_size=b)[1] for b in (1, 7, 512)]
     np.testing.assert_allclose(scores[0], scores[1], rtol=1e-6)
     np.testing.assert_allclose(scores[0], scores[2], rtol=1e-6)
@@ -69,7 +70,7 @@ class _Broken(Unigram):
 
 def test_a_non_finite_score_is_an_error_not_a_metric(tiny_word_corpus):
     model = _Broken(_unigram_cfg(), tiny_word_corpus)
-    model.fit(tiny_word_corpus, None, None)
+    model.fit(tiny_word_corpus, FitSettings())
     with pytest.raises(NonFiniteScoreError, match="token 3"):
         evaluate(model, tiny_word_corpus, "test", "stream")
 

@@ -18,7 +18,7 @@ SMALL = ["corpus.train_tokens=5000", "corpus.valid_tokens=1000", "corpus.test_to
 class ExplodingUnigram(Unigram):
     """A unigram whose training crashes half way, as a bug or an out-of-memory would."""
 
-    def fit(self, corpus, cfg, run_dir):
+    def fit(self, corpus, settings):
         raise RuntimeError("simulated crash in fit")
 
 

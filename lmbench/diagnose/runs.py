@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from lmbench import checkpoint, models
 from lmbench.corpora import Corpus, load_corpus
 from lmbench.errors import UserError
+from lmbench.models.base import FitSettings
 from lmbench.records import RECORD_NAME, atomic_write_text, read_record, write_record
 
 FOLDER = "diagnostics"
@@ -66,7 +67,7 @@ class Run:
         model = models.build(self.family, self.config.model, self.corpus)
         if not hasattr(model, "net"):
             if trained:
-                model.fit(self.corpus, self.config, None)
+                model.fit(self.corpus, FitSettings.from_config(self.config))
             return model
         if trained:
             checkpoint.load_weights(model.net, self.path / checkpoint.BEST, self.corpus)
