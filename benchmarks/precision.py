@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    models.names()
+    models.load_all()
     config.register_all()
     if not native_bf16(torch.device("cpu")):
         print("note: this CPU has no native bf16 (AMX / AVX512-BF16); bf16 will be slow here")

@@ -87,7 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    models.names()
+    models.load_all()
     config.register_all()
     overrides = [f"model={args.model}", "corpus=ptb", f"train.threads={args.threads}", *ZAREMBA_TRAIN]
     if args.model in ("rnn", "lstm", "gru"):

@@ -19,7 +19,7 @@ from lmbench.records import RECORD_NAME, write_record
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 SWEEP_JOB_ENV = "LMBENCH_SWEEP_JOB"  # set by the timing launcher for the jobs it starts
 
-models.names()  # import every model module so their schemas are registered before composition
+models.load_all()  # every model's schema, before Hydra composes a config
 config.register_all()
 
 

@@ -124,17 +124,6 @@ class ModelConfig:
     name: str = MISSING
 
 
-@dataclass
-class UnigramConfig(ModelConfig):
-    name: str = "unigram"
-    add_k: float = 1.0
-
-
-@dataclass
-class OracleConfig(ModelConfig):
-    name: str = "oracle"
-
-
 # ---------------------------------------------------------------- training and evaluation
 class Optimizer(Choice):
     sgd = "sgd"
@@ -217,8 +206,8 @@ class Config:
     force: bool = False  # rerun a job even if an identical one already finished
 
 
+# the schemas each group's YAML options extend; every model adds its own (lmbench.models.register)
 SCHEMAS = {
-    "model": {"unigram": UnigramConfig, "oracle": OracleConfig},
     "corpus": {
         "split_files": SplitFilesCorpusConfig,
         "one_file": OneFileCorpusConfig,

@@ -14,7 +14,7 @@ from lmbench.corpora import load_corpus
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CORPORA = ROOT.parent / "shared" / "corpora"
 
-models.names()
+models.load_all()
 config.register_all()
 
 TINY_TEXT = "".join(

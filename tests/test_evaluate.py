@@ -78,6 +78,6 @@ def test_a_non_finite_score_is_an_error_not_a_metric(tiny_word_corpus):
 def _unigram_cfg():
     from omegaconf import OmegaConf
 
-    from lmbench.config import UnigramConfig
+    from lmbench.models.unigram import UnigramConfig
 
     return OmegaConf.structured(UnigramConfig())

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lmbench.config import Choice, ModelConfig, register_schema
+from lmbench.config import Choice, ModelConfig
 from lmbench.corpora import Corpus
 from lmbench.errors import UserError
 from lmbench.evaluate import resets
@@ -49,9 +49,6 @@ class NgramConfig(ModelConfig):
     arpa: bool = False  # also write the model to <run dir>/model.arpa
 
 
-register_schema("model", "ngram", NgramConfig)
-
-
 def _check(cfg) -> None:
     """One-paragraph errors for values the schema's types cannot rule out."""
     if cfg.order < 1:
@@ -69,7 +66,7 @@ def _check(cfg) -> None:
                         "finite number >= 0 (0 is maximum likelihood).")
 
 
-@register("ngram")
+@register("ngram", schema=NgramConfig)
 class Ngram:
     def __init__(self, cfg, corpus: Corpus):
         _check(cfg)

@@ -8,8 +8,11 @@ forward algorithm over word classes), so the probabilities stay exact under the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from lmbench.config import ModelConfig
 from lmbench.corpora import Corpus
 from lmbench.corpora.synthetic import State, SyntheticProcess
 from lmbench.errors import UserError
@@ -18,7 +21,12 @@ from lmbench.models.base import FitSettings
 from lmbench.sampling import draw
 
 
-@register("oracle")
+@dataclass
+class OracleConfig(ModelConfig):
+    name: str = "oracle"
+
+
+@register("oracle", schema=OracleConfig)
 class Oracle:
     """The exact process behind a synthetic corpus; nothing to learn."""
 

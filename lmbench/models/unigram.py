@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from lmbench.config import ModelConfig
 from lmbench.corpora import Corpus
 from lmbench.errors import UserError
 from lmbench.models import register
 from lmbench.models.base import FitSettings
 
 
-@register("unigram")
+@dataclass
+class UnigramConfig(ModelConfig):
+    name: str = "unigram"
+    add_k: float = 1.0
+
+
+@register("unigram", schema=UnigramConfig)
 class Unigram:
     def __init__(self, cfg, corpus: Corpus):
         if cfg.add_k < 0:
