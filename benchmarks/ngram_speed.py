@@ -21,6 +21,7 @@ from hydra import compose, initialize_config_dir
 from lmbench import config
 from lmbench.corpora import load_corpus
 from lmbench.evaluate import resets
+from lmbench.models.base import FitSettings
 from lmbench.models.ngram import Ngram
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -63,7 +64,7 @@ def main() -> None:
     print(f"{'start':<22} {'':>8}     peak RSS {peak_mb():7.0f} MB")
     corpus = step("load corpus", lambda: load_corpus(cfg.corpus))
     model = Ngram(cfg.model, corpus)
-    step("build (fit)", lambda: model.fit(corpus, cfg, None), args.repeat)
+    step("build (fit)", lambda: model.fit(corpus, FitSettings.from_config(cfg)), args.repeat)
     for split in ("test", "valid"):
         starts = resets(corpus, split, args.protocol)
         tokens = corpus.splits[split]

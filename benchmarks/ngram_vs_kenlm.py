@@ -47,7 +47,7 @@ def ptb_files() -> dict[str, Path]:
     from lmbench import config, models
     from lmbench.corpora.fetch import fetch
 
-    models.names()
+    models.load_all()
     config.register_all()
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
         cfg = compose(config_name="config", overrides=["corpus=ptb"])

@@ -25,6 +25,7 @@ from nltk.util import everygrams
 
 from lmbench import config
 from lmbench.corpora import load_corpus
+from lmbench.models.base import FitSettings
 from lmbench.models.ngram import Ngram
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -65,7 +66,7 @@ def main() -> None:
 
     start = time.perf_counter()
     model = Ngram(cfg.model, corpus)
-    model.fit(corpus, cfg, None)
+    model.fit(corpus, FitSettings.from_config(cfg))
     ours_fit = time.perf_counter() - start
     repeats, start = 0, time.perf_counter()
     while time.perf_counter() - start < 1.0:

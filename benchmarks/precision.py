@@ -28,6 +28,7 @@ from omegaconf import OmegaConf
 from lmbench import config, models
 from lmbench.corpora import load_corpus
 from lmbench.hardware import native_bf16
+from lmbench.models.base import FitSettings
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 RECURRENT = ["train.optimizer=sgd", "train.lr=20", "train.schedule=step", "train.batch_size=20",
@@ -45,10 +46,10 @@ def train_once(cfg, corpus, precision: str, tokens: int | None) -> dict:
     """Train a fresh model (seed 0) on ``tokens`` tokens (None: one epoch); tokens/s and valid ppl."""
     torch.manual_seed(0)
     model = models.build(cfg.model.name, cfg.model, corpus)
-    run_cfg = OmegaConf.merge(cfg, {"device": "cpu", "train": {"precision": precision, "max_epochs": 1,
-                                                               "max_tokens": tokens, "patience": 0}})
+    run_cfg = OmegaConf.merge(cfg, {"train": {"precision": precision, "max_epochs": 1, "max_tokens": tokens,
+                                              "patience": 0}})
     with tempfile.TemporaryDirectory() as run_dir:
-        stats = model.fit(corpus, run_cfg, run_dir)
+        stats = model.fit(corpus, FitSettings.from_config(run_cfg, run_dir))
     return {"tokens_per_s": stats["train_tokens_per_s"], "valid_ppl": stats["valid_ppl_history"][-1],
             "tokens": stats["tokens"], "tokens_per_cpu_s": stats["tokens"] / stats["train_cpu_seconds"]}
 
@@ -78,7 +79,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    models.names()
+    models.load_all()
     config.register_all()
     if not native_bf16(torch.device("cpu")):
         print("note: this CPU has no native bf16 (AMX / AVX512-BF16); bf16 will be slow here")

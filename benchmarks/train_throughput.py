@@ -25,6 +25,7 @@ from torch import nn
 
 from lmbench import config, models
 from lmbench.corpora import load_corpus
+from lmbench.models.base import FitSettings
 from lmbench.train import batchify
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -72,9 +73,9 @@ def plain_tokens_per_s(cfg, corpus, tokens: int) -> float:
 
 def lmbench_tokens_per_s(cfg, corpus, tokens: int) -> float:
     model = models.build(cfg.model.name, cfg.model, corpus)
-    run_cfg = OmegaConf.merge(cfg, {"device": "cpu", "train": {"max_tokens": tokens, "max_epochs": 1}})
+    run_cfg = OmegaConf.merge(cfg, {"train": {"max_tokens": tokens, "max_epochs": 1}})
     with tempfile.TemporaryDirectory() as run_dir:
-        return model.fit(corpus, run_cfg, run_dir)["train_tokens_per_s"]
+        return model.fit(corpus, FitSettings.from_config(run_cfg, run_dir))["train_tokens_per_s"]
 
 
 def main() -> None:
@@ -86,7 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    models.names()
+    models.load_all()
     config.register_all()
     overrides = [f"model={args.model}", "corpus=ptb", f"train.threads={args.threads}", *ZAREMBA_TRAIN]
     if args.model in ("rnn", "lstm", "gru"):

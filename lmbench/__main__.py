@@ -21,7 +21,7 @@ from lmbench.run import failed_record
 CONF_DIR = str(conf_dir())
 SWEEP_JOB_ENV = "LMBENCH_SWEEP_JOB"  # set by the timing launcher for the jobs it starts
 
-models.names()  # import every model module so their schemas are registered before composition
+models.load_all()  # every model's schema, before Hydra composes a config
 config.register_all()
 
 

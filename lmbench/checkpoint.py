@@ -19,16 +19,16 @@ BEST = "checkpoint_best.pt"  # the weights with the best validation perplexity (
 BUDGET_KEYS = ("max_epochs", "max_tokens", "max_minutes", "patience", "resume")  # may change on resume
 
 
-def meta(model, corpus, cfg) -> dict:
-    """What a checkpoint must agree with to be loaded into this run."""
-    train = OmegaConf.to_container(cfg.train, resolve=True, enum_to_str=True)
+def meta(model, corpus, settings) -> dict:
+    """What a checkpoint must agree with to be loaded into this run (``settings``: its FitSettings)."""
+    train = OmegaConf.to_container(settings.train, resolve=True, enum_to_str=True)
     return {
-        "model": OmegaConf.to_container(cfg.model, resolve=True, enum_to_str=True),
+        "model": OmegaConf.to_container(model.cfg, resolve=True, enum_to_str=True),
         "corpus_fingerprint": corpus.fingerprint,
         "vocab_size": len(corpus.vocab),
         "train": {k: v for k, v in train.items() if k not in BUDGET_KEYS},
-        "seed": cfg.seed,
-        "protocol": str(getattr(cfg.protocol, "value", cfg.protocol)),
+        "seed": settings.seed,
+        "protocol": settings.protocol,
     }
 
 

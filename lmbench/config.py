@@ -16,17 +16,26 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 
-class Level(Enum):
+class Choice(str, Enum):
+    """A config option's fixed set of strings: each member is its string (compares, formats and
+    serialises as it), so code reads ``cfg.protocol == "stream"`` whether the config came from Hydra
+    (members) or from a record (plain strings)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Level(Choice):
     char = "char"
     word = "word"
 
 
-class Protocol(Enum):
+class Protocol(Choice):
     stream = "stream"
     sentence = "sentence"
 
 
-class Device(Enum):
+class Device(Choice):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
@@ -115,32 +124,21 @@ class ModelConfig:
     name: str = MISSING
 
 
-@dataclass
-class UnigramConfig(ModelConfig):
-    name: str = "unigram"
-    add_k: float = 1.0
-
-
-@dataclass
-class OracleConfig(ModelConfig):
-    name: str = "oracle"
-
-
 # ---------------------------------------------------------------- training and evaluation
-class Optimizer(Enum):
+class Optimizer(Choice):
     sgd = "sgd"
     adam = "adam"
     adamw = "adamw"
 
 
-class Schedule(Enum):
+class Schedule(Choice):
     constant = "constant"
     plateau = "plateau"  # divide by lr_decay factor when validation stops improving
     step = "step"  # multiply by lr_decay every epoch from decay_start (Zaremba et al.)
     cosine = "cosine"  # linear warm-up then cosine decay
 
 
-class Precision(Enum):
+class Precision(Choice):
     auto = "auto"
     fp32 = "fp32"
     bf16 = "bf16"
@@ -208,8 +206,8 @@ class Config:
     force: bool = False  # rerun a job even if an identical one already finished
 
 
+# the schemas each group's YAML options extend; every model adds its own (lmbench.models.register)
 SCHEMAS = {
-    "model": {"unigram": UnigramConfig, "oracle": OracleConfig},
     "corpus": {
         "split_files": SplitFilesCorpusConfig,
         "one_file": OneFileCorpusConfig,
@@ -408,9 +406,8 @@ def validate(cfg) -> None:
     if "num_classes" in corpus and corpus.num_classes > corpus.num_words:
         raise UserError(f"corpus.num_classes={corpus.num_classes} is out of range: it must be at most "
                         f"corpus.num_words={corpus.num_words} (every class needs a word).")
-    level = getattr(corpus.level, "value", corpus.level)
-    if CORPUS_LEVELS.get(corpus.loader, level) != level:
-        raise UserError(f"corpus.level={level} is not available for corpus={corpus.name}: it is "
+    if CORPUS_LEVELS.get(corpus.loader, corpus.level) != corpus.level:
+        raise UserError(f"corpus.level={corpus.level} is not available for corpus={corpus.name}: it is "
                         f"{CORPUS_LEVELS[corpus.loader]}-level only (the record would mislabel it). "
                         "Leave corpus.level at its default, or use a char-level corpus.")
     if "errors" in corpus:

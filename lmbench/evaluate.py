@@ -3,7 +3,8 @@
 ``stream``: a split is one stream scored from an empty context. ``sentence``: each line is scored
 on its own from an empty context (n-gram toolkits' convention: ``</s>``/``<eos>`` counted, ``<s>``
 not). Metrics: mean NLL in nats, perplexity, bits per token and bits per character of the
-underlying text, with 95% block-bootstrap intervals over the per-token losses.
+underlying text, with 95% block-bootstrap intervals over the per-token losses, and what the model
+says of its coverage of the split (an n-gram: the fraction of the split's n-grams never seen in training).
 """
 
 from __future__ import annotations
@@ -85,12 +86,14 @@ def metrics(losses: np.ndarray, chars: int, samples: int = 1000, block: int = 0)
 
 def evaluate(model, corpus: Corpus, split: str, protocol: str, batch_size: int = 64,
              bootstrap_samples: int = 1000, bootstrap_block: int = 0) -> tuple[dict, np.ndarray]:
-    """Score one split; returns its metrics (with eval tokens/s) and the per-token losses."""
+    """Score one split; returns its metrics (with eval tokens/s and the model's coverage of the split)
+    and the per-token losses."""
     start = time.perf_counter()
     losses = token_losses(model, corpus, split, protocol, batch_size)
     seconds = time.perf_counter() - start
     result = metrics(losses, corpus.chars[split], bootstrap_samples, bootstrap_block)
     result.update(protocol=protocol, eval_seconds=seconds, eval_tokens_per_s=len(losses) / max(seconds, 1e-9))
+    result.update(model.coverage(corpus.splits[split], resets(corpus, split, protocol)))
     return result, losses
 
 

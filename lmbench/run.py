@@ -19,6 +19,7 @@ from lmbench.config import validate
 from lmbench.corpora import Corpus, load_corpus
 from lmbench.errors import UserError
 from lmbench.evaluate import evaluate
+from lmbench.models.base import FitSettings
 from lmbench.rundir import TEST_LOSSES, refresh_tables
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def seed_everything(seed: int, uses_torch: bool = True) -> None:
 
 
 def _evaluate(model, corpus: Corpus, split: str, cfg) -> tuple[dict, np.ndarray]:
-    return evaluate(model, corpus, split, cfg.protocol.value, cfg.eval.batch_size,
+    return evaluate(model, corpus, split, cfg.protocol, cfg.eval.batch_size,
                     cfg.eval.bootstrap_samples, cfg.eval.bootstrap_block)
 
 
@@ -110,7 +111,7 @@ def check_run_folder(run_dir: Path, model, corpus: Corpus, cfg) -> None:
         return
     saved = run_dir / checkpoint.CHECKPOINT
     if cfg.train.resume:
-        checkpoint.load(saved, checkpoint.meta(model, corpus, cfg))
+        checkpoint.load(saved, checkpoint.meta(model, corpus, FitSettings.from_config(cfg)))
     elif saved.exists():
         raise UserError(f"{saved} already exists: pass train.resume=true to continue that run, or run "
                         "without hydra.run.dir (a new folder).")
@@ -157,7 +158,7 @@ def prepare(cfg, run_dir: Path, facts: dict | None) -> Job:
     """Validate the config, pick the device, seed every generator and load the corpus."""
     validate(cfg)
     uses_torch = models.uses_torch(cfg.model.name)
-    device = resolve_device(cfg.device.value, uses_torch)
+    device = resolve_device(str(cfg.device), uses_torch)
     seed_everything(cfg.seed, uses_torch)
     corpus = load_corpus(cfg.corpus)
     return Job(cfg, device, corpus, jobs.config_hash(cfg), Path(run_dir), Path(cfg.results_dir),
@@ -207,8 +208,7 @@ def fit_and_score(job: Job, model, resume: bool) -> dict:
     record's results: metrics, floor, status, training statistics and timing."""
     cfg, corpus = job.cfg, job.corpus
     started = time.perf_counter()
-    fit_cfg = OmegaConf.merge(cfg, {"device": job.device, "train": {"resume": resume}})
-    train_stats = model.fit(corpus, fit_cfg, job.run_dir) or {}
+    train_stats = model.fit(corpus, FitSettings.from_config(cfg, job.run_dir, job.device, resume)) or {}
     train_seconds = time.perf_counter() - started
     metrics, losses = {}, {}
     for split in ("valid", "test"):

@@ -4,7 +4,6 @@ trained model. The report, ``sample`` and ``diagnose`` all see runs through ``Ru
 from __future__ import annotations
 
 import json
-import tempfile
 from functools import cached_property
 from pathlib import Path
 
@@ -95,13 +94,13 @@ class RunDir:
         import torch
 
         from lmbench import checkpoint, models
+        from lmbench.models.base import FitSettings
 
         torch.manual_seed(self.config.seed)
         model = models.build(self.family, self.config.model, self.corpus)
         if not models.uses_torch(self.family):
             if trained:
-                with tempfile.TemporaryDirectory() as scratch:
-                    model.fit(self.corpus, OmegaConf.merge(self.config, {"device": "cpu"}), Path(scratch))
+                model.fit(self.corpus, FitSettings.from_config(self.config))
             return model
         if trained:
             best = self.path / BEST

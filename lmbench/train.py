@@ -16,7 +16,6 @@ import logging
 import math
 import sys
 import time
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -26,7 +25,7 @@ from lmbench.corpora import Corpus
 from lmbench.errors import UserError
 from lmbench.evaluate import evaluate
 from lmbench.hardware import keep_freed_memory, matmul_peak, resolve_precision, resolve_threads, running_jobs
-from lmbench.models.neural import value
+from lmbench.models.base import FitSettings
 
 log = logging.getLogger(__name__)
 FLUSH_EVERY = 25  # steps between reading losses back from the device (one sync per flush)
@@ -40,10 +39,9 @@ def batchify(ids, streams: int, device) -> torch.Tensor:
 
 
 def make_optimizer(params, tc) -> torch.optim.Optimizer:
-    kind = value(tc.optimizer)
-    if kind == "sgd":
+    if tc.optimizer == "sgd":
         return torch.optim.SGD(params, lr=tc.lr, weight_decay=tc.weight_decay)
-    if kind == "adam":
+    if tc.optimizer == "adam":
         return torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
     return torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
 
@@ -58,12 +56,12 @@ def cosine_lr(tc, step: int, total_steps: int) -> float:
 
 def epoch_lr(tc, state: dict, epoch: int) -> float:
     """The learning rate an epoch starts with (cosine moves it per step)."""
-    if value(tc.schedule) == "step":  # Zaremba et al.: constant, then x lr_decay each epoch after decay_start
+    if tc.schedule == "step":  # Zaremba et al.: constant, then x lr_decay each epoch after decay_start
         return tc.lr * tc.lr_decay ** max(0, epoch - tc.decay_start)
     return state["lr"]
 
 
-def parallel_jobs(cfg) -> int:
+def parallel_jobs() -> int:
     """Jobs sharing this machine's cores: the lmbench jobs running now, and at least the parallel
     launcher's worker count (joblib's n_jobs) when this job runs under one."""
     from hydra.core.hydra_config import HydraConfig
@@ -93,22 +91,25 @@ def _weights(model) -> dict:
     return {k: v.detach().clone() for k, v in model.net.state_dict().items()}
 
 
-def train(model, corpus: Corpus, cfg, run_dir: Path) -> dict:
-    """Train ``model`` on ``corpus.train`` under ``cfg.train``; returns the record's ``train`` section."""
-    tc = cfg.train
+def train(model, corpus: Corpus, settings: FitSettings) -> dict:
+    """Train ``model`` on ``corpus.train`` under ``settings.train``, checkpointing in
+    ``settings.run_dir``; returns the record's ``train`` section."""
+    tc, run_dir = settings.train, settings.run_dir
+    if run_dir is None:
+        raise ValueError("training needs a run folder for its checkpoints (FitSettings.run_dir)")
     keep_freed_memory()
-    model.to(torch.device(value(cfg.device)))
+    model.to(torch.device(settings.device))
     data = batchify(corpus.train, tc.batch_size, model.device)  # (N, B)
     if data.size(0) < 2:
         raise UserError(f"The train split ({len(corpus.train)} tokens) is too short for "
                         f"train.batch_size={tc.batch_size} parallel streams.")
     optimizer = make_optimizer(model.net.parameters(), tc)
     ckpt_path, best_path = run_dir / checkpoint.CHECKPOINT, run_dir / checkpoint.BEST
-    expected = checkpoint.meta(model, corpus, cfg)
+    expected = checkpoint.meta(model, corpus, settings)
     state = {"epoch": 0, "step": 0, "tokens": 0, "seconds": 0.0, "lr": tc.lr, "best_valid": math.inf,
              "best_epoch": 0, "bad_epochs": 0, "finished": False, "stopped_by": "max_epochs",
              "history": [], "norm_sum": 0.0, "norm_max": 0.0, "clipped": 0}
-    if tc.resume:
+    if settings.resume:
         saved = checkpoint.load(ckpt_path, expected, model.device)
         model.net.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -122,10 +123,10 @@ def train(model, corpus: Corpus, cfg, run_dir: Path) -> dict:
     if tc.threads == "auto" and "threads" in state:  # a resumed run keeps its threads: the same sums
         threads = state["threads"]
     else:
-        threads = state["threads"] = resolve_threads(tc.threads, parallel_jobs(cfg))
+        threads = state["threads"] = resolve_threads(tc.threads, parallel_jobs())
     if threads:
         torch.set_num_threads(threads)
-    precision = resolve_precision(value(tc.precision), model.device)
+    precision = resolve_precision(tc.precision, model.device)
     loop = Epoch(model, data, optimizer, tc, state, precision)
     diverged = None
     while state["epoch"] < tc.max_epochs and not state["finished"]:
@@ -140,14 +141,14 @@ def train(model, corpus: Corpus, cfg, run_dir: Path) -> dict:
             state["stopped_by"] = "diverged"
             break
         state["tokens"] += seen
-        valid = evaluate(model, corpus, "valid", value(cfg.protocol), cfg.eval.batch_size, 0)[0]
+        valid = evaluate(model, corpus, "valid", settings.protocol, settings.eval_batch_size, 0)[0]
         improved = valid["ppl"] < state["best_valid"]
         if improved:
             state.update(best_valid=valid["ppl"], best_epoch=epoch, bad_epochs=0)
             checkpoint.save({"meta": expected, "model": model.net.state_dict()}, best_path)
         else:
             state["bad_epochs"] += 1
-            if value(tc.schedule) == "plateau":
+            if tc.schedule == "plateau":
                 state["lr"] = lr * tc.lr_decay
         if tc.patience and state["bad_epochs"] >= tc.patience:
             state["stopped_by"], state["finished"] = "early_stopping", True
@@ -202,7 +203,7 @@ class Epoch:
                    disable=None, file=sys.stderr)
         last = data.size(0) - 1
         for i in range(0, last, self.seq):
-            if value(tc.schedule) == "cosine":
+            if tc.schedule == "cosine":
                 self.set_lr(cosine_lr(tc, state["step"], self.total_steps))
             n = min(self.seq, last - i)
             x, y = data[i:i + n], data[i + 1:i + 1 + n]  # (T, B) inputs and next-token targets

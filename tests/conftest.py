@@ -22,7 +22,7 @@ from lmbench.paths import conf_dir
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CORPORA = ROOT.parent / "shared" / "corpora"
 
-models.names()
+models.load_all()
 config.register_all()
 
 # ---------------------------------------------------------------- the sizes tests run at

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from lmbench import models
 from lmbench.corpora import EOS, UNK, Corpus, Vocab
 from lmbench.evaluate import NonFiniteScoreError, bootstrap_mean_ci, evaluate, metrics, resets
+from lmbench.models.base import FitSettings
 from lmbench.models.unigram import Unigram
 
 
@@ -42,7 +43,7 @@ def test_sentence_protocol_resets_at_every_line(tiny_word_corpus):
 
 def test_char_level_bits_per_character_equal_bits_per_token(tiny_char_corpus):
     model = models.build("unigram", _unigram_cfg(), tiny_char_corpus)
-    model.fit(tiny_char_corpus, None, None)
+    model.fit(tiny_char_corpus, FitSettings())
     result, _ = evaluate(model, tiny_char_corpus, "test", "stream")
     assert result["bpc"] == pytest.approx(result["bits_per_token"])
 
@@ -53,7 +54,10 @@ class Uniform:
     def __init__(self, vocab_size: int):
         self.vocab_size = vocab_size
 
-    def fit(self, corpus, cfg, run_dir) -> dict:
+    def fit(self, corpus, settings) -> dict:
+        return {}
+
+    def coverage(self, tokens, starts) -> dict:
         return {}
 
     def log_probs(self, tokens, starts, batch_size):
@@ -106,7 +110,7 @@ class _Broken(Unigram):
 
 def test_a_non_finite_score_is_an_error_not_a_metric(tiny_word_corpus):
     model = _Broken(_unigram_cfg(), tiny_word_corpus)
-    model.fit(tiny_word_corpus, None, None)
+    model.fit(tiny_word_corpus, FitSettings())
     with pytest.raises(NonFiniteScoreError, match="token 3"):
         evaluate(model, tiny_word_corpus, "test", "stream")
 
@@ -114,6 +118,6 @@ def test_a_non_finite_score_is_an_error_not_a_metric(tiny_word_corpus):
 def _unigram_cfg():
     from omegaconf import OmegaConf
 
-    from lmbench.config import UnigramConfig
+    from lmbench.models.unigram import UnigramConfig
 
     return OmegaConf.structured(UnigramConfig())

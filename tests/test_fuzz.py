@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import compose_config
 from hydra.errors import HydraException
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from omegaconf.errors import OmegaConfBaseException
 
@@ -25,6 +25,7 @@ FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChe
 @FUZZ
 @given(st.text())
 def test_word_tokens_are_whitespace_free_with_one_eos_per_line(text):
+    assume(EOS not in text.split())  # a literal "<eos>" word in the text is that token already
     tokens = words_of(text)
     assert tokens.count(EOS) == len(text.splitlines())
     assert all(t and not any(c.isspace() for c in t) for t in tokens if t != EOS)

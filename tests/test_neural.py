@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from lmbench import models
 from lmbench.errors import UserError
 from lmbench.evaluate import evaluate
+from lmbench.models.base import FitSettings
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -19,9 +20,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_each_family_beats_the_unigram(family, tiny_word_corpus, tiny_text_dir, tmp_path):
     cfg = tiny_config(family, tiny_text_dir)
     model = seeded_model(family, tiny_word_corpus, cfg)
-    stats = model.fit(tiny_word_corpus, cfg, tmp_path)
+    stats = model.fit(tiny_word_corpus, FitSettings.from_config(cfg, tmp_path))
     unigram = models.build("unigram", OmegaConf.create({"name": "unigram", "add_k": 1.0}), tiny_word_corpus)
-    unigram.fit(tiny_word_corpus, cfg, tmp_path)
+    unigram.fit(tiny_word_corpus, FitSettings())
     for protocol in ("stream", "sentence"):
         ppl = evaluate(model, tiny_word_corpus, "test", protocol, 8, 0)[0]["ppl"]
         assert ppl < 0.5 * evaluate(unigram, tiny_word_corpus, "test", protocol, 8, 0)[0]["ppl"]

@@ -20,6 +20,7 @@ from lmbench import models
 from lmbench.corpora import EOS, Corpus, build_vocab
 from lmbench.errors import UserError
 from lmbench.evaluate import evaluate, resets
+from lmbench.models.base import FitSettings
 from lmbench.models.ngram import NgramConfig
 
 
@@ -35,7 +36,7 @@ def make_corpus(train: list[list[str]], test: list[list[str]]) -> Corpus:
 
 def build(corpus: Corpus, protocol: str = "sentence", run_dir=None, **options):
     model = models.build("ngram", OmegaConf.structured(NgramConfig(**options)), corpus)
-    stats = model.fit(corpus, OmegaConf.create({"protocol": protocol}), run_dir)
+    stats = model.fit(corpus, FitSettings(protocol=protocol, run_dir=run_dir))
     return model, stats
 
 
@@ -165,14 +166,16 @@ def test_stream_protocol_carries_context_across_lines():
     assert log_p[first[0]] == pytest.approx(stream.lm.distribution(history)[corpus.test[first[0]]])
 
 
-def test_fit_reports_storage_and_sparsity_per_order(small_synthetic, tmp_path):
+def test_fit_reports_storage_and_scoring_reports_sparsity_per_order(small_synthetic, tmp_path):
     model, stats = build(small_synthetic, "sentence", tmp_path, order=4, arpa=True)
     orders = stats["ngram"]["orders"]
     assert [o["order"] for o in orders] == [1, 2, 3, 4]
     assert [o["ngrams"] for o in orders] == model.lm.entries()
     assert sum(o["bytes"] for o in orders) == model.size_bytes() > 0
-    unseen = [o["test_unseen_fraction"] for o in orders]
-    assert unseen == sorted(unseen) and 0 < unseen[-1] < 1  # sparsity grows with the order
+    unseen = {split: evaluate(model, small_synthetic, split, "sentence", bootstrap_samples=0)[0][
+        "unseen_fraction_by_order"] for split in ("train", "test")}
+    assert unseen["test"] == sorted(unseen["test"]) and 0 < unseen["test"][-1] < 1  # grows with the order
+    assert unseen["train"] == [0, 0, 0, 0]  # every training n-gram was seen in training
     assert len(stats["ngram"]["estimates"]) == 4
     assert model.num_parameters() == sum(model.lm.entries()) + sum(model.lm.entries()[:-1])
     assert (tmp_path / "model.arpa").read_text().startswith("\\data\\\nngram 1=")

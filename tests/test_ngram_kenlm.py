@@ -15,6 +15,7 @@ from conftest import ROOT, compose_config, needs_shared
 from lmbench import models
 from lmbench.corpora import load_corpus
 from lmbench.evaluate import evaluate, resets
+from lmbench.models.base import FitSettings
 from lmbench.ngram.arpa import arpa_tokens, write_arpa
 from lmbench.ngram.smoothing import kneser_ney
 from lmbench.ngram.tables import count, pad
@@ -45,7 +46,7 @@ def fit(corpus, protocol: str = "sentence", **options):
     overrides = [f"model.{key}={value}" for key, value in options.items()]
     cfg = compose_config("model=ngram", f"protocol={protocol}", *overrides)
     model = models.build("ngram", cfg.model, corpus)
-    return model, model.fit(corpus, cfg, None)
+    return model, model.fit(corpus, FitSettings.from_config(cfg))
 
 
 def read_arpa(path) -> dict[tuple[str, ...], tuple[float, float]]:

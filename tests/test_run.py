@@ -16,7 +16,7 @@ from lmbench.run import run
 class ExplodingUnigram(Unigram):
     """A unigram whose training crashes half way, as a bug or an out-of-memory would."""
 
-    def fit(self, corpus, cfg, run_dir):
+    def fit(self, corpus, settings):
         raise RuntimeError("simulated crash in fit")
 
 

@@ -18,6 +18,7 @@ from lmbench.config import validate
 from lmbench.corpora import load_corpus
 from lmbench.errors import UserError
 from lmbench.hardware import resolve_precision
+from lmbench.models.base import FitSettings
 from lmbench.models.neural import LinearCrossEntropy
 from lmbench.train import cosine_lr, epoch_lr
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def fit(corpus, cfg, run_dir, family="lstm"):
     model = seeded_model(family, corpus, cfg)
-    return model, model.fit(corpus, cfg, run_dir)
+    return model, model.fit(corpus, FitSettings.from_config(cfg, run_dir))
 
 
 @pytest.mark.parametrize("family", ["lstm", "transformer"])
@@ -61,7 +62,7 @@ def test_nan_loss_stops_with_the_last_good_weights(tiny_word_corpus, tiny_text_d
         return (loss * math.nan if len(calls) >= steps_per_epoch + 3 else loss), state
 
     model.chunk_loss = poisoned
-    stats = model.fit(tiny_word_corpus, cfg, tmp_path)
+    stats = model.fit(tiny_word_corpus, FitSettings.from_config(cfg, tmp_path))
     assert stats["status"] == "diverged" and stats["stopped_by"] == "diverged"
     assert stats["diverged_step"] == steps_per_epoch + 3 and stats["epochs"] == 1
     saved = checkpoint.load(tmp_path / checkpoint.CHECKPOINT)

@@ -208,7 +208,7 @@ def load_corpus(cfg) -> Corpus:
     if cfg.loader not in LOADERS:
         raise CorpusError(f"Unknown corpus loader {cfg.loader!r}; known: {', '.join(sorted(LOADERS))}.")
     read, hashes = LOADERS[cfg.loader]
-    level = cfg.level.value if hasattr(cfg.level, "value") else str(cfg.level)
+    level = str(cfg.level)
     fingerprint = _fingerprint(cfg, hashes(cfg))
     path = _prepared_path(cfg.name, fingerprint)
     cached = _load_prepared(path)

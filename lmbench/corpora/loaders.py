@@ -77,17 +77,13 @@ def cut(text: str, fractions) -> dict[str, str]:
     return dict(zip(SPLITS, (text[:a], text[a:b], text[b:])))
 
 
-def _level(cfg) -> str:
-    return cfg.level.value if hasattr(cfg.level, "value") else str(cfg.level)
-
-
 @loader("split_files")
 def load_split_files(cfg) -> RawCorpus:
     splits = {}
     for split in SPLITS:
         path = fetch(cfg.files[split], cfg.name)
         text = decode(path.read_bytes(), str(path))
-        splits[split] = tokenize(text, _level(cfg), cfg.words_to_chars)
+        splits[split] = tokenize(text, cfg.level, cfg.words_to_chars)
     return RawCorpus(splits)
 
 
@@ -95,7 +91,7 @@ def load_split_files(cfg) -> RawCorpus:
 def load_one_file(cfg) -> RawCorpus:
     path = fetch(cfg.file, cfg.name)
     pieces = cut(decode(path.read_bytes(), str(path)), cfg.fractions)
-    return RawCorpus({s: tokenize(t, _level(cfg)) for s, t in pieces.items()})
+    return RawCorpus({s: tokenize(t, cfg.level) for s, t in pieces.items()})
 
 
 @loader("brown")
@@ -174,4 +170,4 @@ def load_user_file(cfg) -> RawCorpus:
         for split, text in texts.items():
             if not text.strip():
                 raise CorpusError(f"The {split} split of corpus.path={cfg.path} is empty.")
-        return RawCorpus({s: tokenize(t, _level(cfg)) for s, t in texts.items()})
+        return RawCorpus({s: tokenize(t, cfg.level) for s, t in texts.items()})

@@ -1,22 +1,22 @@
-"""The neural families' config schemas, kept apart from their torch code: composing a config, and
-running a count-based model, never imports torch."""
+"""The torch families: their config schemas and registrations, kept apart from their torch code
+(named by import path), so that composing a config and running a count-based model never import torch."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
-from lmbench.config import ModelConfig, register_schema
+from lmbench.config import Choice, ModelConfig
+from lmbench.models import register
 
 
-class Nonlinearity(Enum):
+class Nonlinearity(Choice):
     tanh = "tanh"
     relu = "relu"
 
 
 @dataclass
 class RecurrentConfig(ModelConfig):
-    layers: int = 2
+    layers: int = 1
     emb_size: int = 128
     hidden_size: int = 128
     dropout: float = 0.0  # on embeddings, between layers and before the decoder
@@ -33,17 +33,12 @@ class RNNConfig(RecurrentConfig):
 @dataclass
 class LSTMConfig(RecurrentConfig):
     name: str = "lstm"
-    forget_bias: float | None = None  # forget-gate bias at init (e.g. 1.0); null keeps the init
+    forget_bias: float | None = 1.0  # forget-gate bias at init; null keeps the init
 
 
 @dataclass
 class GRUConfig(RecurrentConfig):
     name: str = "gru"
-
-
-register_schema("model", "rnn", RNNConfig)
-register_schema("model", "lstm", LSTMConfig)
-register_schema("model", "gru", GRUConfig)
 
 
 @dataclass
@@ -58,9 +53,6 @@ class FNNConfig(ModelConfig):
     dropout: float = 0.0
 
 
-register_schema("model", "fnn", FNNConfig)
-
-
 @dataclass
 class TransformerConfig(ModelConfig):
     name: str = "transformer"
@@ -72,4 +64,8 @@ class TransformerConfig(ModelConfig):
     dropout: float = 0.0
 
 
-register_schema("model", "transformer", TransformerConfig)
+register("rnn", schema=RNNConfig, factory="lmbench.models.recurrent:make_rnn")
+register("lstm", schema=LSTMConfig, factory="lmbench.models.recurrent:make_lstm")
+register("gru", schema=GRUConfig, factory="lmbench.models.recurrent:make_gru")
+register("fnn", schema=FNNConfig, factory="lmbench.models.fnn:FNN")
+register("transformer", schema=TransformerConfig, factory="lmbench.models.transformer:Transformer")

@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmbench.errors import UserError
-from lmbench.models import register
 from lmbench.models.neural import NeuralModel, check_positive
 
 ROWS_PER_TOKEN = 64  # scoring pushes batch_size * ROWS_PER_TOKEN positions through at once
@@ -51,8 +50,7 @@ class FNNNet(nn.Module):
         return torch.cat([h, x], -1), torch.cat([self.out.weight, self.direct.weight], 1)
 
 
-@register("fnn")
-class FNN(NeuralModel):
+class FNN(NeuralModel):  # model=fnn, registered with its schema in lmbench/models/configs.py
     def check(self, cfg, corpus) -> None:
         check_positive(cfg, "emb_size", "hidden_size")
         if cfg.order < 2:

@@ -17,8 +17,6 @@ Scoring never depends on ``batch_size`` beyond float rounding: rows of a batch n
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -26,11 +24,7 @@ from torch import nn
 
 from lmbench.corpora import Corpus
 from lmbench.errors import UserError
-
-
-def value(option):
-    """An enum config value as its string (configs come as enums from Hydra, as strings from records)."""
-    return getattr(option, "value", option)
+from lmbench.models.base import FitSettings
 
 
 def segments(n: int, starts: np.ndarray) -> list[tuple[int, int]]:
@@ -117,10 +111,10 @@ class NeuralModel:
         return {}
 
     # ---------------------------------------------------------------- the LanguageModel protocol
-    def fit(self, corpus: Corpus, cfg, run_dir) -> dict:
+    def fit(self, corpus: Corpus, settings: FitSettings) -> dict:
         from lmbench.train import train
 
-        return train(self, corpus, cfg, Path(run_dir))
+        return train(self, corpus, settings)
 
     def to(self, device) -> NeuralModel:
         self.device = torch.device(device)
@@ -132,6 +126,9 @@ class NeuralModel:
         with torch.inference_mode():
             return self._score(np.asarray(tokens, dtype=np.int64), segments(len(tokens), starts),
                                batch_size)
+
+    def coverage(self, tokens: np.ndarray, starts: np.ndarray) -> dict:
+        return {}
 
     def sample(self, length: int, prompt: np.ndarray, temperature: float, top_k: int | None,
                rng: np.random.Generator) -> np.ndarray:

@@ -4,8 +4,9 @@ Training follows the run's protocol. Under ``sentence`` every training line is a
 starts from ``<s>`` and ends with its ``<eos>`` playing ``</s>`` (KenLM's convention); under
 ``stream`` the whole split is one segment, so contexts cross line boundaries exactly as they do at
 scoring time. Counting, smoothing and scoring are vectorised over packed n-gram keys
-(``lmbench/ngram``); ``fit`` reports per order the n-grams stored, their bytes and the fraction of
-test n-grams never seen in training, so storage growth and sparsity can be plotted against order.
+(``lmbench/ngram``); ``fit`` reports per order the n-grams stored and their bytes, and ``coverage``
+the fraction of a scored split's n-grams never seen in training, so storage growth and sparsity can
+be plotted against order.
 """
 
 from __future__ import annotations
@@ -13,16 +14,15 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from enum import Enum
-from pathlib import Path
 
 import numpy as np
 
-from lmbench.config import ModelConfig, register_schema
+from lmbench.config import Choice, ModelConfig
 from lmbench.corpora import Corpus
 from lmbench.errors import UserError
 from lmbench.evaluate import resets
 from lmbench.models import register
+from lmbench.models.base import FitSettings
 from lmbench.ngram.arpa import write_arpa
 from lmbench.ngram.smoothing import add_k, katz, kneser_ney
 from lmbench.ngram.tables import count, pad
@@ -31,7 +31,7 @@ from lmbench.sampling import draw
 log = logging.getLogger(__name__)
 
 
-class Smoothing(Enum):
+class Smoothing(Choice):
     kn = "kn"  # interpolated modified Kneser-Ney
     katz = "katz"  # Katz backoff with Good-Turing discounts
     add_k = "add_k"  # additive smoothing of the top order
@@ -47,13 +47,6 @@ class NgramConfig(ModelConfig):
     katz_threshold: int = 5  # katz: counts up to this are Good-Turing discounted (Katz's k)
     add_k: float = 1.0  # add_k: pseudo-count per n-gram; 0 is maximum likelihood
     arpa: bool = False  # also write the model to <run dir>/model.arpa
-
-
-register_schema("model", "ngram", NgramConfig)
-
-
-def _value(option):
-    return getattr(option, "value", option)
 
 
 def _check(cfg) -> None:
@@ -73,20 +66,21 @@ def _check(cfg) -> None:
                         "finite number >= 0 (0 is maximum likelihood).")
 
 
-@register("ngram")
+@register("ngram", schema=NgramConfig)
 class Ngram:
     def __init__(self, cfg, corpus: Corpus):
         _check(cfg)
         self.cfg = cfg
-        self.smoothing = _value(cfg.smoothing)
+        self.smoothing = cfg.smoothing
         self.vocab_size = len(corpus.vocab)
         self.line_end = corpus.line_end
         self.sentence = False  # trained under the sentence protocol (sampling restarts lines)
         self.lm = None
+        self.train_counts = None  # of every type, unseen ones included (the unigram table holds them all)
 
-    def fit(self, corpus: Corpus, cfg, run_dir) -> dict:
-        """Count and smooth ``corpus.train`` under ``cfg.protocol`` (stream when no cfg)."""
-        protocol = _value(cfg.protocol) if cfg is not None else "stream"
+    def fit(self, corpus: Corpus, settings: FitSettings) -> dict:
+        """Count and smooth ``corpus.train`` under ``settings.protocol``."""
+        protocol = settings.protocol
         self.sentence = protocol == "sentence"
         stream, _ = pad(corpus.train, resets(corpus, "train", protocol), self.vocab_size)
         tables = count(stream, self.cfg.order, self.vocab_size + 1)
@@ -101,12 +95,11 @@ class Ngram:
             self.lm, report = katz(tables, self.cfg.katz_threshold)
         else:
             self.lm, report = add_k(tables, float(self.cfg.add_k))
-        test, positions = pad(corpus.test, resets(corpus, "test", protocol), self.vocab_size)
-        seen = self.lm.seen_fractions(test, positions, tables[0].counts)
-        orders = [{"order": n, "ngrams": size, "bytes": nbytes, "test_unseen_fraction": 1 - s}
-                  for n, (size, nbytes, s) in enumerate(zip(self.lm.entries(), self.lm.nbytes(), seen), 1)]
-        if self.cfg.arpa and run_dir is not None:
-            path = write_arpa(self.lm, corpus.vocab.itos, self.line_end, Path(run_dir) / "model.arpa")
+        self.train_counts = tables[0].counts
+        orders = [{"order": n, "ngrams": size, "bytes": nbytes}
+                  for n, (size, nbytes) in enumerate(zip(self.lm.entries(), self.lm.nbytes()), 1)]
+        if self.cfg.arpa and settings.run_dir is not None:
+            path = write_arpa(self.lm, corpus.vocab.itos, self.line_end, settings.run_dir / "model.arpa")
             log.info("wrote %s", path)
         return {"ngram": {"smoothing": self.smoothing, "protocol": protocol, "orders": orders,
                           "estimates": report}}
@@ -121,6 +114,12 @@ class Ngram:
                 "of the scored tokens, whose n-grams never occurred in training; use "
                 "model.add_k > 0 or model.smoothing=kn.")
         return log_p
+
+    def coverage(self, tokens: np.ndarray, starts: np.ndarray) -> dict:
+        """Per order n, the fraction of the scored tokens whose n-gram never occurred in training."""
+        stream, positions = pad(tokens, starts, self.vocab_size)
+        seen = self.lm.seen_fractions(stream, positions, self.train_counts)
+        return {"unseen_fraction_by_order": [1 - s for s in seen]}
 
     def sample(self, length: int, prompt: np.ndarray, temperature: float, top_k: int | None,
                rng: np.random.Generator) -> np.ndarray:

@@ -8,16 +8,25 @@ forward algorithm over word classes), so the probabilities stay exact under the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from lmbench.config import ModelConfig
 from lmbench.corpora import Corpus
 from lmbench.corpora.synthetic import State, SyntheticProcess
 from lmbench.errors import UserError
 from lmbench.models import register
+from lmbench.models.base import FitSettings
 from lmbench.sampling import draw
 
 
-@register("oracle")
+@dataclass
+class OracleConfig(ModelConfig):
+    name: str = "oracle"
+
+
+@register("oracle", schema=OracleConfig)
 class Oracle:
     """The exact process behind a synthetic corpus; nothing to learn."""
 
@@ -37,7 +46,10 @@ class Oracle:
                             f"than corpus.min_count times); use more corpus.train_tokens.")
         self.seen = self.to_vocab[self.process.first_word:] != unk  # words the vocabulary has
 
-    def fit(self, corpus: Corpus, cfg, run_dir) -> dict:
+    def fit(self, corpus: Corpus, settings: FitSettings) -> dict:
+        return {}
+
+    def coverage(self, tokens: np.ndarray, starts: np.ndarray) -> dict:
         return {}
 
     def _distribution(self, state: State) -> np.ndarray:

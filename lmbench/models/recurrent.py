@@ -15,8 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmbench.errors import UserError
-from lmbench.models import register
-from lmbench.models.neural import NeuralModel, check_positive, value
+from lmbench.models.neural import NeuralModel, check_positive
 
 EVAL_TOKENS = 4096  # tokens per scoring forward pass (bounds the logits' memory)
 
@@ -29,7 +28,7 @@ class RecurrentNet(nn.Module):
 
     def __init__(self, cell: str, n_in: int, n_out: int, cfg):
         super().__init__()
-        extra = {"nonlinearity": value(cfg.nonlinearity)} if cell == "rnn" else {}
+        extra = {"nonlinearity": cfg.nonlinearity} if cell == "rnn" else {}
         self.n_out = n_out
         self.drop = nn.Dropout(cfg.dropout)
         self.encoder = nn.Embedding(n_in, cfg.emb_size)
@@ -126,16 +125,14 @@ class Recurrent(NeuralModel):
         return torch.log_softmax(logits[-1, 0].float(), -1).cpu().numpy(), state
 
 
-@register("rnn")
+# the factories lmbench/models/configs.py registers, with their schemas, as model=rnn|lstm|gru
 def make_rnn(cfg, corpus):
     return Recurrent("rnn", cfg, corpus)
 
 
-@register("lstm")
 def make_lstm(cfg, corpus):
     return Recurrent("lstm", cfg, corpus)
 
 
-@register("gru")
 def make_gru(cfg, corpus):
     return Recurrent("gru", cfg, corpus)

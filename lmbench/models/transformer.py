@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmbench.errors import UserError
-from lmbench.models import register
 from lmbench.models.neural import NeuralModel, check_positive
 
 
@@ -75,8 +74,7 @@ class GPT(nn.Module):
         return F.linear(self.features(x), self.decoder_weight())  # (B, T, V): the token after each
 
 
-@register("transformer")
-class Transformer(NeuralModel):
+class Transformer(NeuralModel):  # model=transformer, registered in lmbench/models/configs.py
     def check(self, cfg, corpus) -> None:
         check_positive(cfg, "layers", "heads", "d_model")
         if cfg.d_model % cfg.heads:

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from lmbench.config import ModelConfig
 from lmbench.corpora import Corpus
 from lmbench.errors import UserError
 from lmbench.models import register
+from lmbench.models.base import FitSettings
 
 
-@register("unigram")
+@dataclass
+class UnigramConfig(ModelConfig):
+    name: str = "unigram"
+    add_k: float = 1.0
+
+
+@register("unigram", schema=UnigramConfig)
 class Unigram:
     def __init__(self, cfg, corpus: Corpus):
         if cfg.add_k < 0:
@@ -18,7 +28,7 @@ class Unigram:
         self.vocab_size = len(corpus.vocab)
         self.log_p = np.full(self.vocab_size, -np.log(self.vocab_size))
 
-    def fit(self, corpus: Corpus, cfg, run_dir) -> dict:
+    def fit(self, corpus: Corpus, settings: FitSettings) -> dict:
         counts = np.bincount(corpus.train, minlength=self.vocab_size).astype(np.float64) + self.add_k
         if np.any(counts == 0):
             raise UserError("model.add_k=0 leaves vocabulary types with probability 0 "
@@ -28,6 +38,9 @@ class Unigram:
 
     def log_probs(self, tokens: np.ndarray, starts: np.ndarray, batch_size: int) -> np.ndarray:
         return self.log_p[tokens]
+
+    def coverage(self, tokens: np.ndarray, starts: np.ndarray) -> dict:
+        return {}
 
     def sample(self, length, prompt, temperature, top_k, rng) -> np.ndarray:
         from lmbench.sampling import draw

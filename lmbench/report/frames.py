@@ -176,12 +176,14 @@ def ngram_orders(rundirs: list[RunDir]) -> pd.DataFrame:
     for run in rundirs:
         r = run.record
         orders = ((r.get("train") or {}).get("ngram") or {}).get("orders", [])
+        unseen = (((r.get("metrics") or {}).get("test") or {}).get("unseen_fraction_by_order")
+                  or [o.get("test_unseen_fraction") for o in orders])  # older records: in train's orders
         total = 0.0
         for level in sorted(orders, key=lambda o: o["order"]):
             total += level.get("bytes", 0) / 2**20
             rows.append({"label": run.label, "model": r["model"], "corpus": r["corpus"]["name"],
                          "order": level["order"], "ngrams": level.get("ngrams"), "cumulative_mb": total,
-                         "test_unseen_fraction": level.get("test_unseen_fraction")})
+                         "test_unseen_fraction": unseen[level["order"] - 1]})
     return pd.DataFrame(rows)
 
 
