@@ -94,58 +94,88 @@ def _weights(model) -> dict:
 def train(model, corpus: Corpus, settings: FitSettings) -> dict:
     """Train ``model`` on ``corpus.train`` under ``settings.train``, checkpointing in
     ``settings.run_dir``; returns the record's ``train`` section."""
-    tc, run_dir = settings.train, settings.run_dir
-    if run_dir is None:
-        raise ValueError("training needs a run folder for its checkpoints (FitSettings.run_dir)")
-    keep_freed_memory()
-    model.to(torch.device(settings.device))
-    data = batchify(corpus.train, tc.batch_size, model.device)  # (N, B)
-    if data.size(0) < 2:
-        raise UserError(f"The train split ({len(corpus.train)} tokens) is too short for "
-                        f"train.batch_size={tc.batch_size} parallel streams.")
-    optimizer = make_optimizer(model.net.parameters(), tc)
-    ckpt_path, best_path = run_dir / checkpoint.CHECKPOINT, run_dir / checkpoint.BEST
-    expected = checkpoint.meta(model, corpus, settings)
-    state = {"epoch": 0, "step": 0, "tokens": 0, "seconds": 0.0, "lr": tc.lr, "best_valid": math.inf,
-             "best_epoch": 0, "bad_epochs": 0, "finished": False, "stopped_by": "max_epochs",
-             "history": [], "norm_sum": 0.0, "norm_max": 0.0, "clipped": 0}
-    if settings.resume:
-        saved = checkpoint.load(ckpt_path, expected, model.device)
-        model.net.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        state = saved["state"]
-        _set_rng_state(saved["rng"])
-        log.info("resumed from %s after epoch %d", ckpt_path, state["epoch"])
-    elif ckpt_path.exists():
-        raise UserError(f"{ckpt_path} already exists: pass train.resume=true to continue that run, "
-                        "or use a new run folder.")
+    return Trainer(model, corpus, settings).fit()
 
-    if tc.threads == "auto" and "threads" in state:  # a resumed run keeps its threads: the same sums
-        threads = state["threads"]
-    else:
-        threads = state["threads"] = resolve_threads(tc.threads, parallel_jobs())
-    if threads:
-        torch.set_num_threads(threads)
-    precision = resolve_precision(tc.precision, model.device)
-    loop = Epoch(model, data, optimizer, tc, state, precision)
-    diverged = None
-    while state["epoch"] < tc.max_epochs and not state["finished"]:
-        epoch = state["epoch"] + 1
-        last_good = _weights(model)
-        lr, losses, seen, seconds, diverged = loop.run(epoch)
-        if diverged is not None:
-            model.net.load_state_dict(checkpoint.load(best_path)["model"] if best_path.exists()
-                                      else last_good)
-            log.warning("loss became non-finite at step %d (epoch %d); stopped with the last good "
-                        "weights", diverged, epoch)
-            state["stopped_by"] = "diverged"
-            break
+
+class Trainer:
+    """One training run: its streams, optimizer and resumable state, the epochs, and what each
+    epoch ends with (validation, schedule, early stopping, checkpoints)."""
+
+    def __init__(self, model, corpus: Corpus, settings: FitSettings):
+        tc, run_dir = settings.train, settings.run_dir
+        if run_dir is None:
+            raise ValueError("training needs a run folder for its checkpoints (FitSettings.run_dir)")
+        self.model, self.corpus, self.settings, self.tc = model, corpus, settings, tc
+        keep_freed_memory()
+        model.to(torch.device(settings.device))
+        self.data = batchify(corpus.train, tc.batch_size, model.device)  # (N, B)
+        if self.data.size(0) < 2:
+            raise UserError(f"The train split ({len(corpus.train)} tokens) is too short for "
+                            f"train.batch_size={tc.batch_size} parallel streams.")
+        self.optimizer = make_optimizer(model.net.parameters(), tc)
+        self.last, self.best = run_dir / checkpoint.CHECKPOINT, run_dir / checkpoint.BEST
+        self.meta = checkpoint.meta(model, corpus, settings)
+        self.state = self._start_or_resume()
+        self._set_threads()
+        self.precision = resolve_precision(tc.precision, model.device)
+        self.loop = Epoch(model, self.data, self.optimizer, tc, self.state, self.precision)
+
+    def _start_or_resume(self) -> dict:
+        """A fresh state, or the one saved in the run's checkpoint (``resume``); a checkpoint left
+        there without ``resume`` is refused."""
+        if self.settings.resume:
+            saved = checkpoint.load(self.last, self.meta, self.model.device)
+            self.model.net.load_state_dict(saved["model"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+            _set_rng_state(saved["rng"])
+            log.info("resumed from %s after epoch %d", self.last, saved["state"]["epoch"])
+            return saved["state"]
+        if self.last.exists():
+            raise UserError(f"{self.last} already exists: pass train.resume=true to continue that run, "
+                            "or use a new run folder.")
+        return {"epoch": 0, "step": 0, "tokens": 0, "seconds": 0.0, "lr": self.tc.lr, "best_valid": math.inf,
+                "best_epoch": 0, "bad_epochs": 0, "finished": False, "stopped_by": "max_epochs",
+                "history": [], "norm_sum": 0.0, "norm_max": 0.0, "clipped": 0}
+
+    def _set_threads(self) -> None:
+        """``train.threads`` resolved; a resumed run keeps its threads, so it computes the same sums."""
+        if self.tc.threads == "auto" and "threads" in self.state:
+            threads = self.state["threads"]
+        else:
+            threads = self.state["threads"] = resolve_threads(self.tc.threads, parallel_jobs())
+        if threads:
+            torch.set_num_threads(threads)
+
+    def fit(self) -> dict:
+        state, diverged = self.state, None
+        while state["epoch"] < self.tc.max_epochs and not state["finished"]:
+            epoch = state["epoch"] + 1
+            last_good = _weights(self.model)
+            lr, losses, seen, seconds, diverged = self.loop.run(epoch)
+            if diverged is not None:
+                self.model.net.load_state_dict(checkpoint.load(self.best)["model"] if self.best.exists()
+                                               else last_good)
+                log.warning("loss became non-finite at step %d (epoch %d); stopped with the last good "
+                            "weights", diverged, epoch)
+                state["stopped_by"] = "diverged"
+                break
+            self._end_epoch(epoch, lr, losses, seen, seconds)
+        if diverged is None and self.best.exists():
+            self.model.net.load_state_dict(checkpoint.load(self.best)["model"])
+        stats = _stats(self.model, self.tc, state, diverged, self.loop.steps_per_epoch,
+                       (self.data.size(0) - 1) * self.tc.batch_size, self.precision)
+        return stats | {"threads": torch.get_num_threads() if self.model.device.type == "cpu" else None}
+
+    def _end_epoch(self, epoch: int, lr: float, losses: list, seen: int, seconds: float) -> None:
+        """Validate; keep the best weights; decay the rate or stop early; checkpoint; log the epoch."""
+        state, tc = self.state, self.tc
         state["tokens"] += seen
-        valid = evaluate(model, corpus, "valid", settings.protocol, settings.eval_batch_size, 0)[0]
+        valid = evaluate(self.model, self.corpus, "valid", self.settings.protocol,
+                         self.settings.eval_batch_size, 0)[0]
         improved = valid["ppl"] < state["best_valid"]
         if improved:
             state.update(best_valid=valid["ppl"], best_epoch=epoch, bad_epochs=0)
-            checkpoint.save({"meta": expected, "model": model.net.state_dict()}, best_path)
+            checkpoint.save({"meta": self.meta, "model": self.model.net.state_dict()}, self.best)
         else:
             state["bad_epochs"] += 1
             if tc.schedule == "plateau":
@@ -157,19 +187,14 @@ def train(model, corpus: Corpus, settings: FitSettings) -> dict:
         state["seconds"] += seconds + valid["eval_seconds"]
         state["history"].append({"epoch": epoch, "lr": lr, "train_loss": train_loss,
                                  "valid_ppl": valid["ppl"], "train_seconds": seconds,
-                                 "train_cpu_seconds": loop.cpu_seconds,
+                                 "train_cpu_seconds": self.loop.cpu_seconds,
                                  "tokens_per_s": seen / seconds, "valid_seconds": valid["eval_seconds"]})
-        checkpoint.save({"meta": expected, "model": model.net.state_dict(),
-                         "optimizer": optimizer.state_dict(), "state": state, "rng": _rng_state()},
-                        ckpt_path)
+        checkpoint.save({"meta": self.meta, "model": self.model.net.state_dict(),
+                         "optimizer": self.optimizer.state_dict(), "state": state, "rng": _rng_state()},
+                        self.last)
         log.info("epoch %d | lr %.4g | train ppl %.2f | valid ppl %.2f%s | %.0f tok/s | %.0f s",
                  epoch, lr, math.exp(min(train_loss, 50)), valid["ppl"], " *" if improved else "",
                  seen / seconds, seconds + valid["eval_seconds"])
-    if diverged is None and best_path.exists():
-        model.net.load_state_dict(checkpoint.load(best_path)["model"])
-    stats = _stats(model, tc, state, diverged, loop.steps_per_epoch, (data.size(0) - 1) * tc.batch_size,
-                   precision)
-    return stats | {"threads": torch.get_num_threads() if model.device.type == "cpu" else None}
 
 
 class Epoch:
@@ -207,32 +232,17 @@ class Epoch:
                 self.set_lr(cosine_lr(tc, state["step"], self.total_steps))
             n = min(self.seq, last - i)
             x, y = data[i:i + n], data[i + 1:i + 1 + n]  # (T, B) inputs and next-token targets
-            with torch.autocast(model.device.type, torch.bfloat16, enabled=self.bf16):
-                loss, hidden = model.chunk_loss(x, y, model.detach(hidden))
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip)  # the pre-clip norm
-            self.optimizer.step()
-            pending.append(torch.stack([loss.detach().float(), norm.detach().float()]))
-            state["step"] += 1
+            hidden, loss_and_norm = self._step(x, y, hidden)
+            pending.append(loss_and_norm)
             seen += y.numel()
             elapsed = state["seconds"] + time.perf_counter() - started
             out_of_tokens = tc.max_tokens and state["tokens"] + seen >= tc.max_tokens
             out_of_time = tc.max_minutes and elapsed >= 60 * tc.max_minutes
             if len(pending) == FLUSH_EVERY or out_of_tokens or out_of_time or i + n == last:
-                values = torch.stack(pending).cpu()  # one device sync per flush
-                bad = (~torch.isfinite(values[:, 0])).nonzero()
-                if len(bad):
+                bad_step = self._flush(pending, losses, bar, seen / (time.perf_counter() - started))
+                if bad_step is not None:
                     bar.close()
-                    return lr, losses, seen, 0.0, state["step"] - len(pending) + int(bad[0]) + 1
-                state["norm_sum"] += float(values[:, 1].sum())
-                state["norm_max"] = max(state["norm_max"], float(values[:, 1].max()))
-                state["clipped"] += int((values[:, 1] > self.clip).sum())
-                losses.extend(values[:, 0].tolist())
-                mean = sum(losses[-100:]) / len(losses[-100:])
-                bar.set_postfix(loss=f"{mean:.3f}", ppl=f"{math.exp(min(mean, 50)):.1f}",
-                                tok_s=f"{seen / (time.perf_counter() - started):.0f}", refresh=False)
-                bar.update(len(pending))
+                    return lr, losses, seen, 0.0, bad_step
                 pending = []
             if out_of_tokens or out_of_time:
                 state["stopped_by"] = "max_tokens" if out_of_tokens else "max_minutes"
@@ -241,6 +251,39 @@ class Epoch:
         bar.close()
         self.cpu_seconds = time.process_time() - cpu_started  # over all threads: the work, not the wait
         return lr, losses, seen, time.perf_counter() - started, None
+
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, hidden):
+        """One chunk, teacher-forced: forward, backward, clip, update. Returns the state carried to
+        the next chunk and the (loss, pre-clip gradient norm) pair, left on the device."""
+        model = self.model
+        with torch.autocast(model.device.type, torch.bfloat16, enabled=self.bf16):
+            loss, hidden = model.chunk_loss(x, y, model.detach(hidden))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip)
+        self.optimizer.step()
+        self.state["step"] += 1
+        return hidden, torch.stack([loss.detach().float(), norm.detach().float()])
+
+    def _flush(self, pending: list, losses: list, bar, tokens_per_s: float) -> int | None:
+        """Read the pending steps' losses and gradient norms back from the device (one sync): the
+        first step whose loss is not finite, or None after adding them to ``losses``, the norm
+        statistics and the progress bar."""
+        state = self.state
+        values = torch.stack(pending).cpu()
+        bad = (~torch.isfinite(values[:, 0])).nonzero()
+        if len(bad):
+            return state["step"] - len(pending) + int(bad[0]) + 1
+        state["norm_sum"] += float(values[:, 1].sum())
+        state["norm_max"] = max(state["norm_max"], float(values[:, 1].max()))
+        state["clipped"] += int((values[:, 1] > self.clip).sum())
+        losses.extend(values[:, 0].tolist())
+        mean = sum(losses[-100:]) / len(losses[-100:])
+        bar.set_postfix(loss=f"{mean:.3f}", ppl=f"{math.exp(min(mean, 50)):.1f}", tok_s=f"{tokens_per_s:.0f}",
+                        refresh=False)
+        bar.update(len(pending))
+        return None
 
 
 def _stats(model, tc, state, diverged, steps_per_epoch, tokens_per_epoch, precision) -> dict:
