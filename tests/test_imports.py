@@ -7,9 +7,6 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lmbench"
-# corpus loaders still register by importing the package that imports them (issue 12): remove this
-# entry once they register like the models do
-KNOWN_CYCLES = [{"lmbench.corpora", "lmbench.corpora.loaders", "lmbench.corpora.synthetic"}]
 
 
 def module_files() -> dict[str, Path]:
@@ -78,4 +75,4 @@ def test_the_graph_sees_imports_inside_functions():
 
 
 def test_the_package_has_no_import_cycle():
-    assert [c for c in cycles(import_graph()) if c not in KNOWN_CYCLES] == []
+    assert cycles(import_graph()) == []

@@ -12,20 +12,18 @@ import io
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
 
+from lmbench.corpora import loaders, synthetic  # noqa: F401  (each module registers its loaders)
 from lmbench.corpora.fetch import cache_dir, writable_cache
+from lmbench.corpora.raw import EOS, LOADERS, SPLITS, UNK, RawCorpus  # noqa: F401  (re-exported)
 from lmbench.errors import CorpusError
 from lmbench.files import atomic_write_bytes
 
-EOS = "<eos>"
-UNK = "<unk>"
-SPLITS = ("train", "valid", "test")
 log = logging.getLogger(__name__)
 PREPARE_VERSION = 1  # bump when tokenisation or encoding changes, to invalidate prepared caches
 
@@ -110,33 +108,6 @@ class Corpus:
         }
 
 
-# ---------------------------------------------------------------- loaders
-@dataclass
-class RawCorpus:
-    """What a loader hands back: per split, a text (char level) or a list of word tokens with
-    ``<eos>`` ending each line (word level), and facts for ``Corpus.meta``."""
-
-    splits: dict[str, str | list[str]]
-    meta: dict = field(default_factory=dict)
-
-
-def declared_hashes(cfg) -> list[str]:
-    """The sha256 of every canonical source file the config declares."""
-    files = list(cfg.files.values()) if "files" in cfg else [cfg.file] if "file" in cfg else []
-    return sorted(f.sha256 for f in files)
-
-
-LOADERS: dict[str, tuple[Callable[..., RawCorpus], Callable[..., list[str]]]] = {}
-
-
-def loader(name: str, hashes: Callable[..., list[str]] = declared_hashes):
-    """Register a loader; ``hashes(cfg)`` names its sources' content without reading the corpus."""
-
-    def add(fn: Callable[..., RawCorpus]) -> Callable[..., RawCorpus]:
-        LOADERS[name] = (fn, hashes)
-        return fn
-
-    return add
 
 
 def _count_chars(tokens: str | list[str]) -> int:
@@ -203,8 +174,6 @@ def _load_prepared(path: Path) -> Corpus | None:
 
 def load_corpus(cfg) -> Corpus:
     """Prepare (or load from cache) the corpus described by a ``corpus`` config node."""
-    from lmbench.corpora import loaders as _  # noqa: F401  (registers the loaders)
-
     if cfg.loader not in LOADERS:
         raise CorpusError(f"Unknown corpus loader {cfg.loader!r}; known: {', '.join(sorted(LOADERS))}.")
     read, hashes = LOADERS[cfg.loader]

@@ -8,10 +8,9 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-from lmbench.corpora import EOS, SPLITS, RawCorpus, loader
-from lmbench.corpora import synthetic as _synthetic  # noqa: F401  (registers the synthetic loader)
 from lmbench.corpora.archives import corpus_root, is_archive, unpack
 from lmbench.corpora.fetch import cache_dir, fetch, writable_cache
+from lmbench.corpora.raw import EOS, SPLITS, RawCorpus, loader
 from lmbench.errors import CorpusError
 
 

@@ -44,7 +44,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lmbench.corpora import EOS, SPLITS, RawCorpus, loader
+from lmbench.corpora.raw import EOS, SPLITS, RawCorpus, loader
 from lmbench.errors import CorpusError
 
 DELIMITERS = [("(", ")"), ("[", "]"), ("{", "}"), ("<<", ">>"),
