@@ -34,7 +34,7 @@ DEFAULT_MEM_GB = 4  # a family missing from mem_gb_per_family
 
 @dataclass
 class SlurmLauncherConf(SlurmQueueConf):
-    _target_: str = "hydra_plugins.lmbench_launchers.slurm.SlurmLauncher"
+    _target_: str = "hydra_plugins.lmbench_launchers._slurm.SlurmLauncher"  # the name Hydra registers it by
     # null: the job's train.threads (train.threads=auto or 0 asks for 1)
     cpus_per_task: int | None = None
     # null: the job's model family in mem_gb_per_family
