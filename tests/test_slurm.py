@@ -154,6 +154,10 @@ def test_a_job_reaching_its_time_limit_is_requeued_and_resumes_from_its_checkpoi
     assert "DUE TO JOB REQUEUE" in log
     resumed_after = [int(n) for n in re.findall(r"resumed from \S+ after epoch (\d+)", log)]
     assert resumed_after and resumed_after[0] >= 1
+    epochs = list(range(1, record["train"]["epochs"] + 1))
+    assert [h["epoch"] for h in record["train"]["history"]] == epochs
+    # every epoch trained once across the requeues: none before a requeue was redone (an epoch's log line
+    # follows its checkpoint, so a kill between the two can lose the line, never repeat the epoch)
     trained = [int(n) for n in re.findall(r"\] - epoch (\d+) \|", log)]
-    # every epoch trained exactly once across the requeues: none before a requeue was redone
-    assert trained == list(range(1, record["train"]["epochs"] + 1))
+    assert len(trained) == len(set(trained)) and set(trained) <= set(epochs)
+    assert len(trained) >= len(epochs) - record["job"]["requeues"]  # at most one line lost per requeue
