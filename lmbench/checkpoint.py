@@ -32,6 +32,13 @@ def meta(model, corpus, settings) -> dict:
     }
 
 
+def refuse_existing(path: Path) -> None:
+    """A run that does not resume never overwrites a checkpoint left in its folder."""
+    if path.exists():
+        raise UserError(f"{path} already exists: pass train.resume=true to continue that run, or start "
+                        "it in a new folder (without hydra.run.dir).")
+
+
 def save(payload: dict, path: Path) -> None:
     """Write atomically (a temporary file and a rename); a full disk keeps the previous one."""
     import torch  # here, not at the top: lmbench.jobs imports this module for count-based runs too

@@ -107,14 +107,13 @@ def check_run_folder(run_dir: Path, model, corpus: Corpus, cfg) -> None:
     if (run_dir / records.RECORD_NAME).exists():
         raise UserError(f"{run_dir} already holds a finished run ({records.RECORD_NAME}); leave it as "
                         "it is and run without hydra.run.dir: a new folder (force=true reruns a job).")
-    if not hasattr(model, "net"):
+    if not models.uses_torch(cfg.model.name):
         return
     saved = run_dir / checkpoint.CHECKPOINT
     if cfg.train.resume:
         checkpoint.load(saved, checkpoint.meta(model, corpus, FitSettings.from_config(cfg)))
-    elif saved.exists():
-        raise UserError(f"{saved} already exists: pass train.resume=true to continue that run, or run "
-                        "without hydra.run.dir (a new folder).")
+    else:
+        checkpoint.refuse_existing(saved)
 
 
 DIVERGED_FACTOR = 2  # an untrained network sits near the uniform guess; twice it is not noise

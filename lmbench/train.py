@@ -130,9 +130,7 @@ class Trainer:
             _set_rng_state(saved["rng"])
             log.info("resumed from %s after epoch %d", self.last, saved["state"]["epoch"])
             return saved["state"]
-        if self.last.exists():
-            raise UserError(f"{self.last} already exists: pass train.resume=true to continue that run, "
-                            "or use a new run folder.")
+        checkpoint.refuse_existing(self.last)
         return {"epoch": 0, "step": 0, "tokens": 0, "seconds": 0.0, "lr": self.tc.lr, "best_valid": math.inf,
                 "best_epoch": 0, "bad_epochs": 0, "finished": False, "stopped_by": "max_epochs",
                 "history": [], "norm_sum": 0.0, "norm_max": 0.0, "clipped": 0}
