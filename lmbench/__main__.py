@@ -64,8 +64,9 @@ def _refused(exc: UserError, cfg, run_dir: Path, job: dict) -> None:
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         raise exc
     print(f"Error: {exc}", file=sys.stderr)
-    if job["sweep"]:
-        write_record(failed_record(cfg, exc, job), run_dir)
+    if job["sweep"]:  # the sweep counts the failure; a record already there is never replaced
+        if not (run_dir / RECORD_NAME).exists():
+            write_record(failed_record(cfg, exc, job), run_dir)
         return
     started = (run_dir / RECORD_NAME).exists() or any(run_dir.glob("checkpoint*"))
     if not started:  # nothing of a run that never started is kept (a killed run's files are)

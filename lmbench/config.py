@@ -10,6 +10,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -228,11 +229,18 @@ def register_schema(group: str, name: str, node: type) -> None:
 RUN_TAG = f"{os.getpid()}-{secrets.token_hex(2)}"  # unique to this process, on any machine
 
 
+def unless_saved(output_dir: str, subdir: str) -> str | None:
+    """Hydra's ``output_subdir`` for a job folder: None (save nothing) when the folder already holds
+    one, so a rerun into an earlier run's folder (a resume, a refusal) keeps what its command wrote."""
+    return None if (Path(output_dir) / subdir).exists() else subdir
+
+
 def register_all() -> None:
     """Store the schemas, and the ``${unique:}`` resolver that makes run folder names unique: two
     commands started in the same second never share a folder (and one record never replaces another)."""
     if not OmegaConf.has_resolver("unique"):
         OmegaConf.register_new_resolver("unique", lambda: RUN_TAG, use_cache=True)
+        OmegaConf.register_new_resolver("unless_saved", unless_saved)
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     for group, options in SCHEMAS.items():

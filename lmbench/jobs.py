@@ -41,7 +41,7 @@ def mark_started(run_dir: Path, cfg_hash: str, fingerprint: str, command: str | 
         {"config_hash": cfg_hash, "fingerprint": fingerprint, "command": command}))
 
 
-def _same_job(run_dir: Path, cfg_hash: str, fingerprint: str) -> bool:
+def same_job(run_dir: Path, cfg_hash: str, fingerprint: str) -> bool:
     try:
         job = json.loads((run_dir / JOB_NAME).read_text())
     except (OSError, ValueError):
@@ -52,7 +52,7 @@ def _same_job(run_dir: Path, cfg_hash: str, fingerprint: str) -> bool:
 def find_done(results_dir: Path, cfg_hash: str, fingerprint: str) -> Path | None:
     """A finished ``ok`` record of the same job below ``results_dir``, if any."""
     for record_path in record_paths(results_dir):
-        if not _same_job(record_path.parent, cfg_hash, fingerprint):
+        if not same_job(record_path.parent, cfg_hash, fingerprint):
             continue
         try:
             if json.loads(record_path.read_text()).get("status") == "ok":
@@ -62,7 +62,7 @@ def find_done(results_dir: Path, cfg_hash: str, fingerprint: str) -> Path | None
     return None
 
 
-def _unfinished(folder: Path) -> bool:
+def unfinished(folder: Path) -> bool:
     """No record yet (the job was killed), or a ``failed`` one (e.g. its launcher saw it cancelled)."""
     try:
         return json.loads((folder / RECORD_NAME).read_text()).get("status") == "failed"
@@ -74,18 +74,18 @@ def _unfinished(folder: Path) -> bool:
 
 def adopt_partial(results_dir: Path, cfg_hash: str, fingerprint: str, run_dir: Path) -> Path | None:
     """Copy the checkpoint of the latest killed or failed run of the same job into ``run_dir``."""
-    partial = []
+    partial, run_dir = [], Path(run_dir).resolve()
     for job in Path(results_dir).rglob(JOB_NAME):
         folder = job.parent
-        if (folder != Path(run_dir) and job.relative_to(results_dir).parts[0] != REFERENCE_DIR
-                and _unfinished(folder) and (folder / CHECKPOINT).exists()
-                and _same_job(folder, cfg_hash, fingerprint)):
+        if (folder.resolve() != run_dir and job.relative_to(results_dir).parts[0] != REFERENCE_DIR
+                and unfinished(folder) and (folder / CHECKPOINT).exists()
+                and same_job(folder, cfg_hash, fingerprint)):
             partial.append(folder)
     if not partial:
         return None
     latest = max(partial, key=lambda d: (d / CHECKPOINT).stat().st_mtime)
     for checkpoint in latest.glob(CHECKPOINT_GLOB):
-        atomic_copy(checkpoint, Path(run_dir) / checkpoint.name)
+        atomic_copy(checkpoint, run_dir / checkpoint.name)
     return latest
 
 

@@ -60,11 +60,10 @@ def preflight(config, run_dir: Path | None) -> None:
     if run_dir is None:
         check_launcher(config)
     if run_dir is not None and run_dir.is_dir() and any(run_dir.iterdir()):
-        # an earlier run's folder (a resume): its .hydra/ stays as the command that made it wrote it
-        with open_dict(config.hydra):
-            config.hydra.output_subdir = None
-            if OmegaConf.select(config, "hydra.job_logging.handlers.file") is not None:
-                config.hydra.job_logging.handlers.file.delay = True  # no log file unless a line is logged
+        # an earlier run's folder (a resume): no log file unless a line is logged
+        if OmegaConf.select(config, "hydra.job_logging.handlers.file") is not None:
+            with open_dict(config.hydra):
+                config.hydra.job_logging.handlers.file.delay = True
 
 
 def _refuse(error: UserError) -> None:

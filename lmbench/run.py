@@ -99,23 +99,6 @@ def check_memory(cfg, corpus: Corpus, device: str) -> None:
                         f"this {device} has {have / 2**30:,.1f} GiB. Choose smaller model sizes.")
 
 
-def check_run_folder(run_dir: Path, model, corpus: Corpus, cfg) -> None:
-    """Refuse, before anything in ``run_dir`` is touched, a folder holding another run: a finished
-    record, a checkpoint without ``train.resume=true``, or one that belongs to another job."""
-    from lmbench import checkpoint
-
-    if (run_dir / records.RECORD_NAME).exists():
-        raise UserError(f"{run_dir} already holds a finished run ({records.RECORD_NAME}); leave it as "
-                        "it is and run without hydra.run.dir: a new folder (force=true reruns a job).")
-    if not models.uses_torch(cfg.model.name):
-        return
-    saved = run_dir / checkpoint.CHECKPOINT
-    if cfg.train.resume:
-        checkpoint.load(saved, checkpoint.meta(model, corpus, FitSettings.from_config(cfg)))
-    else:
-        checkpoint.refuse_existing(saved)
-
-
 DIVERGED_FACTOR = 2  # an untrained network sits near the uniform guess; twice it is not noise
 
 
@@ -173,15 +156,37 @@ def finished_copy(job: Job) -> dict | None:
     return records.read_record(done) | {"skipped": str(done.parent)}
 
 
+def check_run_folder(job: Job, model) -> bool:
+    """Refuse, before anything in the run folder is touched, a folder holding another run: a finished
+    record, a checkpoint without ``train.resume=true``, or one that belongs to another job. Returns
+    whether the folder holds this very job killed (or failed) after a checkpoint: it resumes there."""
+    from lmbench import checkpoint
+
+    cfg, run_dir = job.cfg, job.run_dir
+    if (run_dir / records.RECORD_NAME).exists() and not jobs.unfinished(run_dir):
+        raise UserError(f"{run_dir} already holds a finished run ({records.RECORD_NAME}); leave it as "
+                        "it is and run without hydra.run.dir: a new folder (force=true reruns a job).")
+    if not models.uses_torch(cfg.model.name):
+        return False
+    saved = run_dir / checkpoint.CHECKPOINT
+    own = saved.exists() and jobs.same_job(run_dir, job.config_hash, job.corpus.fingerprint)
+    if cfg.train.resume or own:
+        checkpoint.load(saved, checkpoint.meta(model, job.corpus, FitSettings.from_config(cfg)))
+    else:
+        checkpoint.refuse_existing(saved)
+    return own
+
+
 def start(job: Job):
     """Build the model, claim the run folder and adopt a killed identical run's checkpoint; returns
     the model and the folder resumed from (or None)."""
     check_memory(job.cfg, job.corpus, job.device)
     model = models.build(job.cfg.model.name, job.cfg.model, job.corpus)
-    check_run_folder(job.run_dir, model, job.corpus, job.cfg)
+    killed_here = check_run_folder(job, model)
     job.run_dir.mkdir(parents=True, exist_ok=True)
     jobs.mark_started(job.run_dir, job.config_hash, job.corpus.fingerprint, job.facts.get("command"))
-    resumed_from = jobs.adopt_partial(job.results_dir, job.config_hash, job.corpus.fingerprint, job.run_dir)
+    resumed_from = job.run_dir if killed_here else jobs.adopt_partial(
+        job.results_dir, job.config_hash, job.corpus.fingerprint, job.run_dir)
     if resumed_from is not None:
         log.info("resuming the killed run in %s", resumed_from)
     return model, resumed_from

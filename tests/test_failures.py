@@ -193,6 +193,19 @@ def test_refused_resumes_and_reruns_leave_the_run_folder_untouched(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_sweep_job_refused_in_a_folder_holding_another_finished_run_leaves_it_untouched(tmp_path):
+    sweep = ["-m", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    first = lmbench(tmp_path, *sweep, *TINY_LSTM)
+    assert first.returncode == 0, first.stderr
+    finished = _snapshot(tmp_path / "sweep")
+    other = [o.replace("hidden_size=8", "hidden_size=12") for o in TINY_LSTM]
+    again = lmbench(tmp_path, *sweep, *other)
+    assert "already holds a finished run" in again.stderr
+    changed = {k for k, v in _snapshot(tmp_path / "sweep").items() if finished.get(k) != v}
+    assert changed == {"multirun.yaml"}, changed  # the sweep's own file names the latest sweep command
+
+
+@pytest.mark.slow
 def test_ctrl_c_prints_one_line_and_the_same_command_resumes(tmp_path):
     import signal
     import time

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, TINY
@@ -45,8 +46,8 @@ main()
 """
 
 
-def _run(results, *prefix, timeout=300):
-    return subprocess.run([sys.executable, *prefix, *JOB, f"results_dir={results}"], cwd=ROOT,
+def _run(results, *prefix, timeout=300, cwd=ROOT, also=()):
+    return subprocess.run([sys.executable, *prefix, *JOB, *also, f"results_dir={results}"], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -117,4 +118,27 @@ def test_kill_at_a_moment_the_test_does_not_choose_then_rerun_gives_identical_me
     assert resumed.returncode == 0, resumed.stderr
     (record,) = _ok_records(tmp_path)
     assert record["resumed_from"]
+    assert record["metrics"]["test"]["ppl"] == reference["test"]["ppl"]
+
+
+def test_a_killed_sweep_job_marked_failed_resumes_in_its_own_folder(tmp_path, reference):
+    """The same sweep command again into the same sweep folder (a fixed hydra.sweep.dir, results_dir
+    relative, as the reference tables are run): the job resumes from the checkpoint in its own folder,
+    past the failed record a launcher writes for a job that died."""
+    from omegaconf import OmegaConf
+
+    from lmbench.records import write_record
+    from lmbench.run import failed_record
+
+    sweep = ("hydra.sweep.dir=results/sweep",)
+    killed = _run("results", "-c", KILLER, "checkpoint.pt", "3", "after", "-m", cwd=tmp_path, also=sweep)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (folder,) = {p.parent for p in tmp_path.rglob(checkpoint.CHECKPOINT)}
+    cfg = OmegaConf.load(folder / ".hydra" / "config.yaml")
+    write_record(failed_record(cfg, RuntimeError("the job died before it wrote its record")), folder)
+    resumed = _run("results", "-m", "lmbench", "-m", cwd=tmp_path, also=sweep)
+    assert resumed.returncode == 0, resumed.stderr
+    (record,) = _ok_records(tmp_path)
+    assert Path(record["resumed_from"]).resolve() == folder.resolve() == Path(record["run_dir"]).resolve()
+    assert "after epoch 3" in resumed.stdout + resumed.stderr
     assert record["metrics"]["test"]["ppl"] == reference["test"]["ppl"]
