@@ -126,7 +126,7 @@ def test_report_labels_its_budget_sets_published_figures_beside_ours_and_links_f
     assert "2.5 min · converged" in lstm
     assert "counts (no budget)" in next(line for line in board.splitlines() if "| ngram |" in line)
     findings = md.split("## Findings")[1].split("## ")[0]
-    assert "Published figures: 1 of 1 rows meet their goal." in findings
+    assert "Published figures: 1 of 1 rows with a goal meet it." in findings
     assert "1 of 5 runs did not finish: gru seed 1 (failed)" in findings
     failed = md.split("## Failed or diverged runs")[1].split("## ")[0]
     assert "RuntimeError: out of memory" in failed and "[log](logs/gru_s1.out)" in failed

@@ -202,9 +202,11 @@ def findings(group: Group, summary: pd.DataFrame, pair_rows: pd.DataFrame, floor
                      f"({math.log(best.test_ppl / floor):.3f} nats/token left to learn).")
     if not published.empty:
         judged = published[published.met.notna()]
-        lines.append(f"Published figures: {int(judged.met.astype(bool).sum())} of {len(published)} rows "
-                     f"meet their goal" + (f" ({len(published) - len(judged)} without a goal)."
-                                           if len(judged) < len(published) else "."))
+        unjudged = f"{len(published) - len(judged)} of {len(published)} rows have no goal"
+        lines.append("Published figures: " + (
+            f"{int(judged.met.astype(bool).sum())} of {len(judged)} rows with a goal meet it"
+            + (f"; {unjudged}." if len(judged) < len(published) else ".") if len(judged)
+            else f"{unjudged}."))
     return lines
 
 
