@@ -22,13 +22,23 @@ CHECKPOINT_GLOB = "checkpoint*"  # the resume checkpoint and the best weights
 _jobs_in_this_process = 0
 
 
+# Options a model gained after records were made, at the default that changes nothing: left out of
+# the hash, so those records still count as the same job (model name -> {option: default}).
+ADDED_LATER = {"fnn": {"tie_weights": False}}
+
+
 def settings_hash(settings: dict, *also_ignored: str) -> str:
     """Hash of a resolved config (as a plain dict) over what decides a job's result: the output
-    place, ``force`` and ``train.resume`` are left out, and so are ``also_ignored`` top-level keys."""
+    place, ``force`` and ``train.resume`` are left out, and so are ``also_ignored`` top-level keys
+    and options added later at their neutral default (``ADDED_LATER``)."""
     settings = json.loads(json.dumps(settings))
     for key in (*IGNORED_KEYS, *also_ignored):
         settings.pop(key, None)
     settings.get("train", {}).pop("resume", None)
+    model = settings.get("model", {})
+    for option, neutral in ADDED_LATER.get(model.get("name"), {}).items():
+        if option in model and model[option] == neutral:
+            del model[option]
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 

@@ -89,6 +89,7 @@ def test_sampling_is_seeded_and_in_vocabulary(family, tiny_word_corpus, tiny_tex
     ("gru", "model.dropout=1.5", "dropout"),
     ("lstm", "model.tie_weights=true model.emb_size=16", "tie_weights"),
     ("fnn", "model.order=1", "order"),
+    ("fnn", "model.tie_weights=true model.emb_size=12", "tie_weights"),
     ("fnn", "model.order=100000", "order"),
     ("transformer", "model.context=100000", "context"),
     ("transformer", "model.heads=3", "heads"),
@@ -111,3 +112,23 @@ def test_recurrent_options_shape_the_network(tiny_word_corpus, tiny_text_dir):
     untied = seeded_model("gru", tiny_word_corpus,
                           tiny_config("gru", tiny_text_dir, "model.tie_weights=false"))
     assert untied.num_parameters() - tied.num_parameters() == len(tiny_word_corpus.vocab) * 32
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_a_tied_fnn_scores_with_its_embeddings_and_learns(direct, tiny_word_corpus, tiny_text_dir, tmp_path):
+    tied_cfg = tiny_config("fnn", tiny_text_dir, "model.tie_weights=true", "model.hidden_size=16",
+                           f"model.direct={direct}")
+    tied = seeded_model("fnn", tiny_word_corpus, tied_cfg)
+    untied = seeded_model("fnn", tiny_word_corpus, tiny_config("fnn", tiny_text_dir, "model.hidden_size=16",
+                                                                  f"model.direct={direct}"))
+    vocab, h = len(tiny_word_corpus.vocab), tied_cfg.model.hidden_size
+    assert untied.num_parameters() - tied.num_parameters() == vocab * h
+    context = torch.arange(1, tied.context + 1)[None]  # one window of the n-1 previous tokens
+    x, hidden = tied.net.layers(context)
+    expected = hidden @ tied.net.embed.weight[:vocab].T + tied.net.out_bias
+    if direct:
+        expected = expected + tied.net.direct(x)
+    assert torch.allclose(tied.net.eval()(context), expected)
+    stats = tied.fit(tiny_word_corpus, FitSettings.from_config(tied_cfg, tmp_path))
+    assert stats["valid_ppl_history"][-1] < stats["valid_ppl_history"][0]
+    assert stats["flops_per_token_forward"] == untied.flops_per_token()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import ROOT, compose_config
 from omegaconf import OmegaConf
 
 from lmbench import published
 from lmbench.config import validate
+from lmbench.jobs import JOB_NAME, config_hash, settings_hash
 
 RECIPES = sorted(p.relative_to(ROOT / "conf" / "recipe").with_suffix("").as_posix()
                  for p in (ROOT / "conf" / "recipe").rglob("*.yaml"))
@@ -75,3 +78,29 @@ def test_ptb_rows_order_matches_the_published_table():
     order = ["ptb/katz3", "ptb/kn5", "ptb/fnn", "ptb/rnn", "ptb/lstm"]
     assert [values[r] for r in order] == sorted((values[r] for r in order), reverse=True)
     assert values["ptb/gru"] is None and values["ptb/gpt"] is None  # reported, nothing published
+
+
+REFERENCE = ROOT / "results" / "reference"
+PUBLISHED_TABLES = ("ptb_table", "char_shakespeare", "bengio_brown")
+
+
+@pytest.mark.parametrize("table", [t for t in PUBLISHED_TABLES if (REFERENCE / t).is_dir()])
+def test_every_committed_row_is_still_the_job_its_command_composes(table):
+    """Rerunning a published table skips its finished rows only while their config hash holds: a recipe
+    or schema change that alters a committed row must come with that row rerun."""
+    for job_file in sorted((REFERENCE / table).glob(f"*/{JOB_NAME}")):
+        record = json.loads((job_file.parent / "record.json").read_text())
+        overrides = [o for o in record["job"]["command"].split()[1:] if not o.startswith("hydra.")]
+        assert config_hash(compose_config(*overrides)) == json.loads(job_file.read_text())["config_hash"], \
+            f"{job_file.parent.name} ({record['job']['command']}) is no longer the job it ran"
+
+
+def test_an_option_added_later_at_its_neutral_default_leaves_the_hash_as_it_was():
+    cfg = OmegaConf.to_container(compose_config("model=fnn"), resolve=True, enum_to_str=True)
+    before = {**cfg, "model": {k: v for k, v in cfg["model"].items() if k != "tie_weights"}}
+    assert settings_hash(cfg) == settings_hash(before)
+    tied = {**cfg, "model": {**cfg["model"], "tie_weights": True}}
+    assert settings_hash(tied) != settings_hash(cfg)
+    rnn = OmegaConf.to_container(compose_config("model=rnn"), resolve=True, enum_to_str=True)
+    assert settings_hash(rnn) != settings_hash({**rnn, "model": {
+        k: v for k, v in rnn["model"].items() if k != "tie_weights"}})  # only the fnn gained it later

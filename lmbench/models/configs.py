@@ -51,6 +51,9 @@ class FNNConfig(ModelConfig):
     # overfit within an epoch on small corpora; Bengio et al.'s MLP1 (conf/recipe/brown/) turns them on
     direct: bool = False
     dropout: float = 0.0
+    # the output layer multiplies by the input embedding matrix (Press & Wolf 2017), a strong
+    # regulariser on small corpora; needs hidden_size == emb_size
+    tie_weights: bool = False
 
 
 @dataclass

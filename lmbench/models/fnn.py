@@ -19,6 +19,7 @@ from lmbench.errors import UserError
 from lmbench.models.neural import NeuralModel, check_positive
 
 ROWS_PER_TOKEN = 64  # scoring pushes batch_size * ROWS_PER_TOKEN positions through at once
+TIED_INIT = 0.1  # tied embeddings start uniform in +-0.1, as the recurrent family's (init_range)
 
 
 class FNNNet(nn.Module):
@@ -27,7 +28,10 @@ class FNNNet(nn.Module):
         width = (cfg.order - 1) * cfg.emb_size
         self.embed = nn.Embedding(vocab_size + 1, cfg.emb_size)  # the last row pads missing context
         self.hidden = nn.Linear(width, cfg.hidden_size)
-        self.out = nn.Linear(cfg.hidden_size, vocab_size)
+        self.out = None if cfg.tie_weights else nn.Linear(cfg.hidden_size, vocab_size)
+        if cfg.tie_weights:  # the embeddings are the output weights: start them small, as a decoder's
+            self.out_bias = nn.Parameter(torch.zeros(vocab_size))
+            nn.init.uniform_(self.embed.weight, -TIED_INIT, TIED_INIT)
         self.direct = nn.Linear(width, vocab_size, bias=False) if cfg.direct else None
         self.drop = nn.Dropout(cfg.dropout)
 
@@ -36,18 +40,25 @@ class FNNNet(nn.Module):
         x = self.drop(self.embed(context).flatten(-2))  # (..., (n-1) m)
         return x, self.drop(torch.tanh(self.hidden(x)))
 
+    def decoder(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The output layer's weight and bias: its own, or the embeddings (less the padding row)."""
+        if self.out is None:
+            return self.embed.weight[:-1], self.out_bias
+        return self.out.weight, self.out.bias
+
     def forward(self, context: torch.Tensor) -> torch.Tensor:
         x, h = self.layers(context)
-        logits = self.out(h)  # (..., V)
+        logits = F.linear(h, *self.decoder())  # (..., V)
         return logits if self.direct is None else logits + self.direct(x)
 
     def decoder_input(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The output layer as one matrix product: features [h, x] and weight [U, W] (direct
         connections included), so the fused bf16 loss sees a single decoder."""
         x, h = self.layers(context)
+        weight = self.decoder()[0]
         if self.direct is None:
-            return h, self.out.weight
-        return torch.cat([h, x], -1), torch.cat([self.out.weight, self.direct.weight], 1)
+            return h, weight
+        return torch.cat([h, x], -1), torch.cat([weight, self.direct.weight], 1)
 
 
 class FNN(NeuralModel):  # model=fnn, registered with its schema in lmbench/models/configs.py
@@ -59,6 +70,9 @@ class FNN(NeuralModel):  # model=fnn, registered with its schema in lmbench/mode
         if cfg.order > len(corpus.train):
             raise UserError(f"model.order={cfg.order} is larger than the train split "
                             f"({len(corpus.train)} tokens).")
+        if cfg.tie_weights and cfg.emb_size != cfg.hidden_size:
+            raise UserError(f"model.tie_weights=true needs emb_size == hidden_size, got "
+                            f"{cfg.emb_size} and {cfg.hidden_size}.")
         if not 0 <= cfg.dropout < 1:
             raise UserError(f"model.dropout={cfg.dropout} is out of range: it must be in [0, 1).")
 
@@ -66,6 +80,9 @@ class FNN(NeuralModel):  # model=fnn, registered with its schema in lmbench/mode
         self.context = cfg.order - 1
         self.pad_id = self.vocab_size
         return FNNNet(self.vocab_size, cfg)
+
+    def _tied_flops(self) -> int:
+        return 2 * self.vocab_size * self.cfg.hidden_size if self.cfg.tie_weights else 0
 
     def initial_state(self, batch: int):
         return torch.full((self.context, batch), self.pad_id, dtype=torch.long, device=self.device)
@@ -76,7 +93,7 @@ class FNN(NeuralModel):  # model=fnn, registered with its schema in lmbench/mode
         windows = full.unfold(0, self.context, 1)[1:]  # (T, B, n-1): the n-1 tokens up to each x
         if torch.is_autocast_enabled(x.device.type):  # bf16: one fused decoder and loss
             features, weight = self.net.decoder_input(windows)
-            loss = self.decoder_loss(features, weight, self.net.out.bias, y)
+            loss = self.decoder_loss(features, weight, self.net.decoder()[1], y)
         else:
             logits = self.net(windows)  # (T, B, V)
             loss = F.cross_entropy(logits.reshape(-1, self.vocab_size), y.reshape(-1))
