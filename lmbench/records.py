@@ -53,6 +53,13 @@ def read_record(path: Path) -> dict:
     return record
 
 
+def train_seconds(record: dict) -> float | None:
+    """Training time over every process that trained the run: the fit time of the process that finished
+    it, or the sum of its epochs' times when longer (a resumed run's earlier epochs count too)."""
+    fit = (record.get("timing") or {}).get("train_seconds")
+    epochs = (record.get("train") or {}).get("train_seconds")
+    return max(fit, epochs) if fit is not None and epochs is not None else fit
+
 def _row(record: dict, test: dict, model: str) -> dict:
     valid = (record.get("metrics") or {}).get("valid") or {}
     timing, memory = record.get("timing") or {}, record.get("memory") or {}
@@ -70,7 +77,7 @@ def _row(record: dict, test: dict, model: str) -> dict:
         "params": memory.get("parameters"),
         "model_mb": memory.get("model_bytes") / 2**20 if memory.get("model_bytes") else None,
         "peak_rss_mb": memory.get("peak_rss_mb"),
-        "train_s": timing.get("train_seconds"),
+        "train_s": train_seconds(record),
         "train_tok_s": timing.get("train_tokens_per_s"),
         "eval_tok_s": test.get("eval_tokens_per_s"),
         "device": record.get("device"),

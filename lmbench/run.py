@@ -213,7 +213,7 @@ def fit_and_score(job: Job, model, resume: bool) -> dict:
     cfg, corpus = job.cfg, job.corpus
     started = time.perf_counter()
     train_stats = model.fit(corpus, FitSettings.from_config(cfg, job.run_dir, job.device, resume)) or {}
-    train_seconds = time.perf_counter() - started
+    train_seconds = time.perf_counter() - started + train_stats.get("resumed_train_seconds", 0.0)
     metrics, losses = {}, {}
     for split in ("valid", "test"):
         metrics[split], losses[split] = _evaluate(model, corpus, split, cfg)

@@ -116,6 +116,7 @@ class Trainer:
         self.last, self.best = run_dir / checkpoint.CHECKPOINT, run_dir / checkpoint.BEST
         self.meta = checkpoint.meta(model, corpus, settings)
         self.state = self._start_or_resume()
+        self.epochs_before = len(self.state["history"])  # trained by earlier processes (a resume)
         self._set_threads()
         self.precision = resolve_precision(tc.precision, model.device)
         self.loop = Epoch(model, self.data, self.optimizer, tc, self.state, self.precision)
@@ -162,7 +163,9 @@ class Trainer:
             self.model.net.load_state_dict(checkpoint.load(self.best)["model"])
         stats = _stats(self.model, self.tc, state, diverged, self.loop.steps_per_epoch,
                        (self.data.size(0) - 1) * self.tc.batch_size, self.precision)
-        return stats | {"threads": torch.get_num_threads() if self.model.device.type == "cpu" else None}
+        earlier = sum(h["train_seconds"] for h in state["history"][:self.epochs_before])
+        return stats | {"threads": torch.get_num_threads() if self.model.device.type == "cpu" else None,
+                        "resumed_train_seconds": earlier}
 
     def _end_epoch(self, epoch: int, lr: float, losses: list, seen: int, seconds: float) -> None:
         """Validate; keep the best weights; decay the rate or stop early; checkpoint; log the epoch."""

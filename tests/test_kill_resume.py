@@ -142,3 +142,5 @@ def test_a_killed_sweep_job_marked_failed_resumes_in_its_own_folder(tmp_path, re
     assert Path(record["resumed_from"]).resolve() == folder.resolve() == Path(record["run_dir"]).resolve()
     assert "after epoch 3" in resumed.stdout + resumed.stderr
     assert record["metrics"]["test"]["ppl"] == reference["test"]["ppl"]
+    # its training time counts the killed process's epochs too, not only the last one's
+    assert record["timing"]["train_seconds"] >= record["train"]["train_seconds"] > 0

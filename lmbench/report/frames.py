@@ -9,7 +9,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from lmbench import published
+from lmbench import published, records
 from lmbench.evaluate import bootstrap_mean_ci, paired_bootstrap
 from lmbench.jobs import settings_hash
 from lmbench.rundir import RunDir
@@ -67,7 +67,7 @@ def _runs(rundirs: list[RunDir]) -> pd.DataFrame:
             "test_bpc": test.get("bpc"), "valid_ppl": valid.get("ppl"),
             "params": memory.get("parameters"), "model_mb": (memory.get("model_bytes") or 0) / 2**20,
             "peak_rss_mb": memory.get("peak_rss_mb"), "peak_cuda_mb": memory.get("peak_cuda_mb"),
-            "train_s": timing.get("train_seconds"), "train_tok_s": timing.get("train_tokens_per_s"),
+            "train_s": records.train_seconds(r), "train_tok_s": timing.get("train_tokens_per_s"),
             "eval_tok_s": test.get("eval_tokens_per_s"), "wall_s": timing.get("wall_seconds"),
             "precision": (r.get("train") or {}).get("precision"),
             "flops_per_s": (r.get("train") or {}).get("achieved_flops_per_s"),
