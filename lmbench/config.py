@@ -190,6 +190,10 @@ class PublishedConfig:
     source: str | None = None  # paper and table, e.g. "Mikolov (2012), PhD thesis, Table 4.1"
     tolerance: float | None = None  # goal: within this relative difference of value (0.02 = 2%)
     at_most: float | None = None  # goal: ours at most this
+    # goal relative to other rows of the same report (their published.row names): ours at least
+    # beats_by (0.10 = 10%) below the best of them, e.g. Bengio et al.'s MLP against the Kneser-Ney rows
+    beats_rows: list[str] | None = None
+    beats_by: float | None = None
 
 
 @dataclass
@@ -322,6 +326,7 @@ RANGE_CHECKS = [
     ("published.value", lambda v: v is None or v > 0, "null or positive (every metric is)"),
     ("published.at_most", lambda v: v is None or v > 0, "null or positive (every metric is)"),
     ("published.tolerance", lambda v: v is None or v >= 0, "null or >= 0 (a relative difference)"),
+    ("published.beats_by", lambda v: v is None or 0 <= v < 1, "null or in [0, 1) (a relative margin)"),
 ]
 
 

@@ -22,9 +22,10 @@ CHECKPOINT_GLOB = "checkpoint*"  # the resume checkpoint and the best weights
 _jobs_in_this_process = 0
 
 
-# Options a model gained after records were made, at the default that changes nothing: left out of
-# the hash, so those records still count as the same job (model name -> {option: default}).
-ADDED_LATER = {"fnn": {"tie_weights": False}}
+# Options added after records were made, at the default that changes nothing: left out of the hash,
+# so those records still count as the same job. (section, model name or None for any, option, default)
+ADDED_LATER = [("model", "fnn", "tie_weights", False), ("published", None, "beats_rows", None),
+               ("published", None, "beats_by", None)]
 
 
 def settings_hash(settings: dict, *also_ignored: str) -> str:
@@ -35,10 +36,11 @@ def settings_hash(settings: dict, *also_ignored: str) -> str:
     for key in (*IGNORED_KEYS, *also_ignored):
         settings.pop(key, None)
     settings.get("train", {}).pop("resume", None)
-    model = settings.get("model", {})
-    for option, neutral in ADDED_LATER.get(model.get("name"), {}).items():
-        if option in model and model[option] == neutral:
-            del model[option]
+    model = (settings.get("model") or {}).get("name")
+    for section, model_name, option, neutral in ADDED_LATER:
+        options = settings.get(section) or {}
+        if model_name in (None, model) and options.get(option, ...) == neutral:
+            del options[option]
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 

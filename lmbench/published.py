@@ -13,7 +13,10 @@ def comparison(record: dict) -> dict | None:
     ours = ((record.get("metrics") or {}).get(split) or {}).get(key)
     value, tolerance, at_most = published.get("value"), published.get("tolerance"), published.get("at_most")
     diff = None if value is None or ours is None else (ours - value) / value
-    if tolerance is not None:
+    beats, by = published.get("beats_rows"), published.get("beats_by")
+    if beats:
+        goal, met = f"≥ {100 * (by or 0):g}% below the best of {', '.join(beats)}", None
+    elif tolerance is not None:
         goal, met = f"within {100 * tolerance:g}%", None if diff is None else abs(diff) <= tolerance
     elif at_most is not None:
         goal, met = f"≤ {at_most:g}", None if ours is None else ours <= at_most
@@ -21,7 +24,8 @@ def comparison(record: dict) -> dict | None:
         goal, met = "report", None
     return {"row": published.get("row") or record.get("model"), "metric": f"{split} {key}",
             "published": value, "source": published.get("source"), "ours": ours,
-            "diff_pct": None if diff is None else 100 * diff, "goal": goal, "met": met}
+            "diff_pct": None if diff is None else 100 * diff, "goal": goal, "met": met,
+            "beats_rows": list(beats or []), "beats_by": by or 0.0}
 
 
 def line(record: dict) -> str | None:
@@ -35,3 +39,19 @@ def line(record: dict) -> str | None:
     verdict = {True: "met", False: "NOT met", None: "-"}[c["met"]]
     return (f"{c['row']}: {c['metric']} published {published} [{c['source'] or 'no source'}], "
             f"lmbench {ours}{diff}; goal {c['goal']}: {verdict}")
+
+
+def judge_relative(rows: list[dict]) -> list[dict]:
+    """Rows (comparisons with their ``corpus``) whose goal names other rows, judged against the best
+    of those found on the same corpus; the goal then names that row and the margin reached."""
+    for row in rows:
+        rivals = [r for r in rows if r["row"] in row["beats_rows"] and r["corpus"] == row["corpus"]
+                  and r["ours"] is not None]
+        if not rivals or row["ours"] is None:
+            continue
+        best = min(rivals, key=lambda r: r["ours"])
+        margin = 1 - row["ours"] / best["ours"]
+        row["goal"] = (f"≥ {100 * row['beats_by']:g}% below {best['row']} ({best['ours']:.1f}): "
+                       f"{100 * margin:.1f}%")
+        row["met"] = margin >= row["beats_by"]
+    return rows

@@ -101,6 +101,23 @@ def test_an_option_added_later_at_its_neutral_default_leaves_the_hash_as_it_was(
     assert settings_hash(cfg) == settings_hash(before)
     tied = {**cfg, "model": {**cfg["model"], "tie_weights": True}}
     assert settings_hash(tied) != settings_hash(cfg)
+    assert settings_hash(cfg) == settings_hash({**cfg, "published": {
+        k: v for k, v in cfg["published"].items() if not k.startswith("beats_")}})
     rnn = OmegaConf.to_container(compose_config("model=rnn"), resolve=True, enum_to_str=True)
     assert settings_hash(rnn) != settings_hash({**rnn, "model": {
         k: v for k, v in rnn["model"].items() if k != "tie_weights"}})  # only the fnn gained it later
+
+
+def test_a_goal_relative_to_other_rows_is_judged_against_the_best_of_them():
+    goal = {"beats_rows": ["KN3", "KN5"], "beats_by": 0.10}
+    mlp = published.comparison(record({"test": {"ppl": 175.0}}, row="MLP1", value=268, **goal))
+    assert mlp["met"] is None and mlp["goal"] == "≥ 10% below the best of KN3, KN5"
+    rows = [{**c, "corpus": corpus} for c, corpus in [
+        (mlp, "brown"),
+        (published.comparison(record({"test": {"ppl": 201.3}}, row="KN3")), "brown"),
+        (published.comparison(record({"test": {"ppl": 199.8}}, row="KN5", value=321)), "brown"),
+        (published.comparison(record({"test": {"ppl": 150.0}}, row="KN5")), "ptb")]]
+    judged = published.judge_relative(rows)[0]
+    assert judged["met"] is True and judged["goal"] == "≥ 10% below KN5 (199.8): 12.4%"
+    close = {**mlp, "corpus": "brown", "ours": 185.0}
+    assert published.judge_relative([close, *rows[1:]])[0]["met"] is False

@@ -202,7 +202,8 @@ def published_rows(rundirs: list[RunDir]) -> pd.DataFrame:
                    for split in found[0]}
         rows.append({"model": label, "corpus": corpus,
                      **published.comparison({**runs[0], "metrics": metrics})})
-    return pd.DataFrame(rows)
+    rows = published.judge_relative(rows)
+    return pd.DataFrame(rows).drop(columns=["beats_rows", "beats_by"], errors="ignore")
 
 
 def floors(records: list[dict]) -> dict:
