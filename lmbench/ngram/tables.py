@@ -10,6 +10,11 @@ Padding follows KenLM: each segment (a line under the sentence protocol, the who
 stream protocol) is preceded by one ``<s>``. An n-gram may start with ``<s>`` but never hold it
 elsewhere, so ``<s> <s> w`` is just ``<s> w``: the first tokens of a segment are predicted from
 shorter, ``<s>``-anchored histories, and ``<s>`` itself is never predicted.
+
+Counting makes one pass per order over the stream: the key of the n-gram ending at every position
+(from the previous order's index there), then a hash table (``pandas.factorize``, sized for the
+distinct keys rather than for every position) finds the distinct keys, and only those are sorted.
+Streams and per-position indices are int32.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 
 @dataclass
@@ -29,12 +35,21 @@ class Table:
     bos: np.ndarray  # bool: the n-gram starts with <s>
 
 
+def index_type(size: int) -> type:
+    """The smallest signed dtype holding indices below ``size`` (and -1)."""
+    return np.int32 if size < 2**31 else np.int64
+
+
 def pad(tokens: np.ndarray, starts: np.ndarray, bos: int) -> tuple[np.ndarray, np.ndarray]:
-    """The id stream with ``<s>`` inserted before every start, and where each token landed in it."""
+    """The id stream with ``<s>`` inserted before every start (sorted), and where each token landed."""
+    tokens = np.asarray(tokens, dtype=index_type(bos + 1))
     starts = np.asarray(starts, dtype=np.int64)
-    stream = np.insert(np.asarray(tokens, dtype=np.int64), starts, bos)
-    index = np.arange(len(tokens))
-    return stream, index + np.searchsorted(starts, index, side="right")
+    positions = np.cumsum(np.bincount(starts, minlength=len(tokens) + 1)[:len(tokens)])
+    positions += np.arange(len(tokens))
+    stream = np.empty(len(tokens) + len(starts), dtype=tokens.dtype)
+    stream[positions] = tokens
+    stream[starts + np.arange(len(starts))] = bos
+    return stream, positions
 
 
 def count(stream: np.ndarray, order: int, width: int) -> list[Table]:
@@ -49,46 +64,49 @@ def count(stream: np.ndarray, order: int, width: int) -> list[Table]:
     tables = [Table(vocab, unigrams, np.empty(0, np.int64), vocab == bos)]
     ids = stream  # index in the current order's table of the n-gram ending at each position
     for _ in range(2, order + 1):
-        ends = np.flatnonzero((ids[:-1] >= 0) & (stream[1:] != bos)) + 1
-        keys = ids[ends - 1]
-        keys *= width
-        keys += stream[ends]
-        unique, where, inverse, counts = group(keys)
-        del keys
-        tables.append(Table(unique, counts, ids[ends[where]], tables[-1].bos[unique // width]))
-        ids = None  # the previous order's ids go before the next order's are made
-        ids = np.full(len(stream), -1, dtype=np.int64)
-        ids[ends] = inverse
+        keys = next_keys(ids, stream, width)
+        ids = None  # freed before the hash table's peak, as the keys are after it
+        codes, unique = pd.factorize(keys, size_hint=2 * len(tables[-1].keys))  # it grows as needed
+        keys = None
+        keys, counts, ids = ranked(codes, unique)
+        keys -= width
+        tables.append(Table(keys, counts, suffixes(tables, keys, width), tables[-1].bos[keys // width]))
     return tables
 
 
-def group(keys: np.ndarray) -> tuple[np.ndarray, ...]:
-    """``np.unique(keys, return_index, return_inverse, return_counts)`` with any occurrence as the
-    index (any occurrence of an n-gram has its suffix). Keys are non-negative; when a key and its
-    position fit in one int64 together, sorting the packed values replaces the argsort (2.5x faster
-    at 15M keys: numpy sorts plain integers with SIMD)."""
-    if len(keys) == 0:
-        return keys, keys, keys, keys
-    shift = max(1, (len(keys) - 1).bit_length())
-    if int(keys.max()) < 1 << (63 - shift):
-        ordered = keys << shift
-        ordered |= np.arange(len(keys))
-        ordered.sort()
-        order = ordered & ((1 << shift) - 1)
-        ordered >>= shift
-    else:
-        order = np.argsort(keys)
-        ordered = keys[order]
-    new = np.empty(len(keys), dtype=bool)
-    new[0] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
-    firsts = np.flatnonzero(new)
-    unique, where, counts = ordered[firsts], order[firsts], np.diff(np.append(firsts, len(keys)))
-    del ordered, new  # the peak of memory is below: free what is no longer needed first
-    inverse = np.empty(len(keys), dtype=np.int64)
-    small = np.int32 if len(firsts) < 2**31 else np.int64
-    inverse[order] = np.repeat(np.arange(len(firsts), dtype=small), counts)  # each sorted key's group
-    return unique, where, inverse, counts
+def next_keys(ids: np.ndarray, stream: np.ndarray, width: int) -> np.ndarray:
+    """At every position, ``(prefix + 1) * width + word`` for the n-gram ending there, whose first
+    tokens end one position earlier with table index ``prefix``; 0 where no n-gram ends (the
+    prefix is missing or the word is ``<s>``), and at position 0."""
+    keys = np.zeros(len(stream), dtype=np.int64)
+    body = keys[1:]
+    body += ids[:-1]
+    body += 1
+    body *= width
+    body += stream[1:]
+    body[(ids[:-1] < 0) | (stream[1:] == width - 1)] = 0
+    return keys
+
+
+def ranked(codes: np.ndarray, unique: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """From ``pandas.factorize`` of keys: the distinct non-zero keys sorted, their counts, and the
+    rank of every key among them (-1 for the key 0)."""
+    order = np.argsort(unique)
+    skip = int(len(unique) > 0 and unique[order[0]] == 0)  # the key 0: no n-gram ends there
+    rank = np.empty(len(unique), dtype=index_type(len(unique)))
+    rank[order] = np.arange(-skip, len(unique) - skip)
+    counts = np.bincount(codes, minlength=len(unique))[order[skip:]]
+    return unique[order[skip:]], counts, rank[codes]
+
+
+def suffixes(tables: list[Table], keys: np.ndarray, width: int) -> np.ndarray:
+    """Index in the order-below table of each n-gram's last n-1 tokens: the suffix of its prefix,
+    extended by its word (which that table must hold, since it occurred)."""
+    word = keys % width
+    if len(tables) == 1:
+        return word
+    below = tables[-1]
+    return np.searchsorted(below.keys, below.suffix[keys // width] * width + word)
 
 
 def lookup(keys: list[np.ndarray], stream: np.ndarray, width: int) -> list[np.ndarray]:
