@@ -11,10 +11,10 @@ stream protocol) is preceded by one ``<s>``. An n-gram may start with ``<s>`` bu
 elsewhere, so ``<s> <s> w`` is just ``<s> w``: the first tokens of a segment are predicted from
 shorter, ``<s>``-anchored histories, and ``<s>`` itself is never predicted.
 
-Counting makes one pass per order over the stream: the key of the n-gram ending at every position
-(from the previous order's index there), then a hash table (``pandas.factorize``, sized for the
-distinct keys rather than for every position) finds the distinct keys, and only those are sorted.
-Streams and per-position indices are int32.
+Counting makes one pass per order over the stream, in chunks: the key of the n-gram ending at every
+position (from the previous order's index there) is hashed (``pandas.factorize``), and only the
+distinct keys are sorted. The stream and the per-position indices are int32, so counting needs
+about 8 bytes per token plus one chunk's work, whatever the order.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+CHUNK = 1 << 22  # stream positions hashed at once when counting
 
 
 @dataclass
@@ -42,14 +44,17 @@ def index_type(size: int) -> type:
 
 def pad(tokens: np.ndarray, starts: np.ndarray, bos: int) -> tuple[np.ndarray, np.ndarray]:
     """The id stream with ``<s>`` inserted before every start (sorted), and where each token landed."""
-    tokens = np.asarray(tokens, dtype=index_type(bos + 1))
-    starts = np.asarray(starts, dtype=np.int64)
-    positions = np.cumsum(np.bincount(starts, minlength=len(tokens) + 1)[:len(tokens)])
-    positions += np.arange(len(tokens))
-    stream = np.empty(len(tokens) + len(starts), dtype=tokens.dtype)
-    stream[positions] = tokens
-    stream[starts + np.arange(len(starts))] = bos
-    return stream, positions
+    stream = padded(tokens, starts, bos)
+    return stream, np.flatnonzero(stream != bos)
+
+
+def padded(tokens: np.ndarray, starts: np.ndarray, bos: int) -> np.ndarray:
+    """The id stream with ``<s>`` inserted before every start (sorted) and no int64 temporaries."""
+    stream = np.full(len(tokens) + len(starts), bos, dtype=index_type(bos + 1))
+    token = np.ones(len(stream), dtype=bool)
+    token[np.asarray(starts, dtype=np.int64) + np.arange(len(starts))] = False
+    stream[token] = tokens
+    return stream
 
 
 def count(stream: np.ndarray, order: int, width: int) -> list[Table]:
@@ -64,39 +69,59 @@ def count(stream: np.ndarray, order: int, width: int) -> list[Table]:
     tables = [Table(vocab, unigrams, np.empty(0, np.int64), vocab == bos)]
     ids = stream  # index in the current order's table of the n-gram ending at each position
     for _ in range(2, order + 1):
-        keys = next_keys(ids, stream, width)
-        ids = None  # freed before the hash table's peak, as the keys are after it
-        codes, unique = pd.factorize(keys, size_hint=2 * len(tables[-1].keys))  # it grows as needed
-        keys = None
-        keys, counts, ids = ranked(codes, unique)
-        keys -= width
+        out = np.empty(len(stream), dtype=index_type(len(stream))) if ids is stream else ids
+        keys, counts = extend(ids, stream, width, out, hint=2 * len(tables[-1].keys))
+        ids = out
         tables.append(Table(keys, counts, suffixes(tables, keys, width), tables[-1].bos[keys // width]))
     return tables
 
 
-def next_keys(ids: np.ndarray, stream: np.ndarray, width: int) -> np.ndarray:
-    """At every position, ``(prefix + 1) * width + word`` for the n-gram ending there, whose first
+def extend(ids: np.ndarray, stream: np.ndarray, width: int, out: np.ndarray,
+           hint: int) -> tuple[np.ndarray, np.ndarray]:
+    """The n-grams one word longer than those ``ids`` indexes: their sorted distinct keys and counts,
+    and in ``out`` (which may be ``ids``) the index of the one ending at each position, -1 if none.
+
+    Chunks go from the end of the stream backwards, so that ``out`` overwrites ``ids`` only once
+    read: each chunk is hashed and its codes kept in ``out`` until all chunks' keys are ranked."""
+    chunks = []
+    for a in reversed(range(0, len(stream), CHUNK)):
+        b = min(a + CHUNK, len(stream))
+        codes, unique = pd.factorize(chunk_keys(ids, stream, width, a, b), size_hint=min(hint, b - a))
+        out[a:b] = codes
+        chunks.append((slice(a, b), unique, np.bincount(codes, minlength=len(unique))))
+        hint = 2 * len(unique)  # the next chunk likely holds as many
+    keys, ranks = merged([unique for _, unique, _ in chunks])
+    counts = np.zeros(len(keys), dtype=np.int64)
+    for (where, _, n), rank in zip(chunks, ranks):
+        counts[rank[rank >= 0]] += n[rank >= 0]
+        out[where] = rank[out[where]]
+    return keys - width, counts
+
+
+def merged(uniques: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The sorted distinct non-zero keys of all chunks, and per chunk the rank among them of each
+    of its distinct keys (-1 for 0). Only distinct keys are sorted."""
+    codes, keys = pd.factorize(np.concatenate(uniques or [np.zeros(0, np.int64)]))
+    order = np.argsort(keys)
+    skip = int(len(keys) > 0 and keys[order[0]] == 0)  # the key 0: no n-gram ends there
+    rank = np.empty(len(keys), dtype=index_type(len(keys)))
+    rank[order] = np.arange(-skip, len(keys) - skip)
+    return keys[order[skip:]], np.split(rank[codes], np.cumsum([len(u) for u in uniques])[:-1])
+
+
+def chunk_keys(ids: np.ndarray, stream: np.ndarray, width: int, a: int, b: int) -> np.ndarray:
+    """At positions ``a:b``, ``(prefix + 1) * width + word`` for the n-gram ending there, whose first
     tokens end one position earlier with table index ``prefix``; 0 where no n-gram ends (the
     prefix is missing or the word is ``<s>``), and at position 0."""
-    keys = np.zeros(len(stream), dtype=np.int64)
-    body = keys[1:]
-    body += ids[:-1]
+    keys = np.zeros(b - a, dtype=np.int64)
+    lo = max(a, 1)
+    prefix, word, body = ids[lo - 1:b - 1], stream[lo:b], keys[lo - a:]
+    body += prefix
     body += 1
     body *= width
-    body += stream[1:]
-    body[(ids[:-1] < 0) | (stream[1:] == width - 1)] = 0
+    body += word
+    body[(prefix < 0) | (word == width - 1)] = 0
     return keys
-
-
-def ranked(codes: np.ndarray, unique: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """From ``pandas.factorize`` of keys: the distinct non-zero keys sorted, their counts, and the
-    rank of every key among them (-1 for the key 0)."""
-    order = np.argsort(unique)
-    skip = int(len(unique) > 0 and unique[order[0]] == 0)  # the key 0: no n-gram ends there
-    rank = np.empty(len(unique), dtype=index_type(len(unique)))
-    rank[order] = np.arange(-skip, len(unique) - skip)
-    counts = np.bincount(codes, minlength=len(unique))[order[skip:]]
-    return unique[order[skip:]], counts, rank[codes]
 
 
 def suffixes(tables: list[Table], keys: np.ndarray, width: int) -> np.ndarray:
