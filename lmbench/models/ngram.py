@@ -95,6 +95,7 @@ class Ngram:
             self.lm, report = katz(tables, self.cfg.katz_threshold)
         else:
             self.lm, report = add_k(tables, float(self.cfg.add_k))
+        self.lm.prepare()
         self.train_counts = tables[0].counts
         orders = [{"order": n, "ngrams": size, "bytes": nbytes}
                   for n, (size, nbytes) in enumerate(zip(self.lm.entries(), self.lm.nbytes()), 1)]

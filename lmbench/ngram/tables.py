@@ -134,18 +134,16 @@ def suffixes(tables: list[Table], keys: np.ndarray, width: int) -> np.ndarray:
     return np.searchsorted(below.keys, below.suffix[keys // width] * width + word)
 
 
-def lookup(keys: list[np.ndarray], stream: np.ndarray, width: int) -> list[np.ndarray]:
+def lookup(index: list[pd.Index], stream: np.ndarray, width: int) -> list[np.ndarray]:
     """For every order, the table index of the n-gram ending at each stream position, -1 if the
-    model never saw it (or it would hold ``<s>`` past its first token)."""
+    model never saw it (or it would hold ``<s>`` past its first token). ``index`` holds each
+    order's keys, hashed."""
     ids = [np.asarray(stream, dtype=np.int64)]
-    for table in keys[1:]:
+    for table in index[1:]:
         prev = ids[-1]
         found = np.full(len(stream), -1, dtype=np.int64)
         ends = np.flatnonzero(prev[:-1] >= 0) + 1
-        if len(table) and len(ends):
-            query = prev[ends - 1] * width + stream[ends]
-            at = np.minimum(np.searchsorted(table, query), len(table) - 1)
-            hit = table[at] == query
-            found[ends[hit]] = at[hit]
+        if len(ends):
+            found[ends] = table.get_indexer(prev[ends - 1] * width + stream[ends])
         ids.append(found)
     return ids
