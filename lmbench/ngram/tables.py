@@ -70,58 +70,83 @@ def count(stream: np.ndarray, order: int, width: int) -> list[Table]:
     ids = stream  # index in the current order's table of the n-gram ending at each position
     for _ in range(2, order + 1):
         out = np.empty(len(stream), dtype=index_type(len(stream))) if ids is stream else ids
-        keys, counts = extend(ids, stream, width, out, hint=2 * len(tables[-1].keys))
+        keys, counts = extend(ids, stream, width, len(tables[-1].keys), out)
         ids = out
         tables.append(Table(keys, counts, suffixes(tables, keys, width), tables[-1].bos[keys // width]))
     return tables
 
 
-def extend(ids: np.ndarray, stream: np.ndarray, width: int, out: np.ndarray,
-           hint: int) -> tuple[np.ndarray, np.ndarray]:
-    """The n-grams one word longer than those ``ids`` indexes: their sorted distinct keys and counts,
-    and in ``out`` (which may be ``ids``) the index of the one ending at each position, -1 if none.
+def extend(ids: np.ndarray, stream: np.ndarray, width: int, contexts: int,
+           out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The n-grams one word longer than those ``ids`` indexes (``contexts`` of them): their sorted
+    distinct keys and counts, and in ``out`` (which may be ``ids``) the index of the one ending at
+    each position, -1 if none.
 
-    Chunks go from the end of the stream backwards, so that ``out`` overwrites ``ids`` only once
-    read: each chunk is hashed and its codes kept in ``out`` until all chunks' keys are ranked."""
-    chunks = []
-    for a in reversed(range(0, len(stream), CHUNK)):
-        b = min(a + CHUNK, len(stream))
-        codes, unique = pd.factorize(chunk_keys(ids, stream, width, a, b), size_hint=min(hint, b - a))
-        out[a:b] = codes
-        chunks.append((slice(a, b), unique, np.bincount(codes, minlength=len(unique))))
+    A context always followed by the same word makes one n-gram, known without hashing; the other
+    positions are hashed. Chunks go from the end of the stream backwards, so that ``out`` overwrites
+    ``ids`` only once read: it holds each chunk's codes until all chunks' keys are ranked."""
+    # a word is rarely always followed by the same word: only longer contexts are worth the check
+    lone = lone_words(ids, stream, contexts) if ids is not stream else np.full(contexts + 1, -1)
+    dtype = np.uint32 if (contexts + 1) * width < 2**32 else np.int64  # 32-bit keys hash faster
+    chunks, followed, hint = [], np.zeros(contexts + 1, dtype=np.int64), 2 * contexts
+    for a in reversed(range(0, len(stream) - 1, CHUNK)):
+        b = min(a + CHUNK, len(stream) - 1)  # positions a + 1 .. b end n-grams: prefix at a .. b - 1
+        prefix, word = ids[a:b], stream[a + 1:b + 1]
+        hashed = lone[prefix] < 0
+        codes, unique = pd.factorize(packed(prefix[hashed], word[hashed], width, dtype), size_hint=hint)
+        followed += np.bincount(prefix[~hashed], minlength=contexts + 1)
+        chunks.append((slice(a + 1, b + 1), unique, np.bincount(codes, minlength=len(unique))))
+        position_codes = prefix + len(unique)  # a lone context's n-gram: its index, past the hashed
+        position_codes[hashed] = codes
+        out[a + 1:b + 1] = position_codes
         hint = 2 * len(unique)  # the next chunk likely holds as many
-    keys, ranks = merged([unique for _, unique, _ in chunks])
+    out[:1] = -1  # no n-gram ends at position 0
+    direct = packed(np.arange(contexts), lone[:-1], width, dtype)
+    keys, ranks = merged([unique for _, unique, _ in chunks] + [direct])
     counts = np.zeros(len(keys), dtype=np.int64)
+    direct = ranks.pop()
+    counts[direct[direct >= 0]] += followed[:-1][direct >= 0]
     for (where, _, n), rank in zip(chunks, ranks):
         counts[rank[rank >= 0]] += n[rank >= 0]
-        out[where] = rank[out[where]]
-    return keys - width, counts
+        out[where] = np.concatenate([rank, direct])[out[where]]
+    return keys.astype(np.int64) - width, counts
+
+
+def lone_words(ids: np.ndarray, stream: np.ndarray, contexts: int) -> np.ndarray:
+    """Per context, the only word ever following it, or -1 if several do or none; one more slot, for
+    the index -1 of a missing context, is -1 too."""
+    lone = np.full(contexts + 1, -1, dtype=np.int64)
+    spans = [(a, min(a + CHUNK, len(stream) - 1)) for a in range(0, len(stream) - 1, CHUNK)]
+    for a, b in spans:
+        lone[ids[a:b]] = stream[a + 1:b + 1]  # any occurrence's word
+    lone[-1] = -1
+    for a, b in spans:
+        prefix = ids[a:b]
+        lone[prefix[lone[prefix] != stream[a + 1:b + 1]]] = -1
+    return lone
+
+
+def packed(prefix: np.ndarray, word: np.ndarray, width: int, dtype: type) -> np.ndarray:
+    """The keys ``(prefix + 1) * width + word`` of n-grams from their first tokens' index in the
+    order below and their last word; 0 where there is none (``prefix`` or ``word`` -1, or the word
+    ``<s>``)."""
+    keys = prefix.astype(dtype)
+    keys += dtype(1)  # prefix -1 wraps to 0 in uint32
+    keys *= dtype(width)
+    keys += word.astype(dtype)
+    keys[(prefix < 0) | (word < 0) | (word == width - 1)] = 0
+    return keys
 
 
 def merged(uniques: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
     """The sorted distinct non-zero keys of all chunks, and per chunk the rank among them of each
     of its distinct keys (-1 for 0). Only distinct keys are sorted."""
-    codes, keys = pd.factorize(np.concatenate(uniques or [np.zeros(0, np.int64)]))
+    codes, keys = pd.factorize(np.concatenate(uniques))
     order = np.argsort(keys)
     skip = int(len(keys) > 0 and keys[order[0]] == 0)  # the key 0: no n-gram ends there
     rank = np.empty(len(keys), dtype=index_type(len(keys)))
     rank[order] = np.arange(-skip, len(keys) - skip)
     return keys[order[skip:]], np.split(rank[codes], np.cumsum([len(u) for u in uniques])[:-1])
-
-
-def chunk_keys(ids: np.ndarray, stream: np.ndarray, width: int, a: int, b: int) -> np.ndarray:
-    """At positions ``a:b``, ``(prefix + 1) * width + word`` for the n-gram ending there, whose first
-    tokens end one position earlier with table index ``prefix``; 0 where no n-gram ends (the
-    prefix is missing or the word is ``<s>``), and at position 0."""
-    keys = np.zeros(b - a, dtype=np.int64)
-    lo = max(a, 1)
-    prefix, word, body = ids[lo - 1:b - 1], stream[lo:b], keys[lo - a:]
-    body += prefix
-    body += 1
-    body *= width
-    body += word
-    body[(prefix < 0) | (word == width - 1)] = 0
-    return keys
 
 
 def suffixes(tables: list[Table], keys: np.ndarray, width: int) -> np.ndarray:
