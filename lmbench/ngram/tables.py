@@ -70,31 +70,33 @@ def count(stream: np.ndarray, order: int, width: int) -> list[Table]:
     ids = stream  # index in the current order's table of the n-gram ending at each position
     for _ in range(2, order + 1):
         out = np.empty(len(stream), dtype=index_type(len(stream))) if ids is stream else ids
-        keys, counts = extend(ids, stream, width, len(tables[-1].keys), out)
+        keys, counts = extend(ids, stream, width, tables[-1].counts, out)
         ids = out
         tables.append(Table(keys, counts, suffixes(tables, keys, width), tables[-1].bos[keys // width]))
     return tables
 
 
-def extend(ids: np.ndarray, stream: np.ndarray, width: int, contexts: int,
+def extend(ids: np.ndarray, stream: np.ndarray, width: int, occurrences: np.ndarray,
            out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The n-grams one word longer than those ``ids`` indexes (``contexts`` of them): their sorted
-    distinct keys and counts, and in ``out`` (which may be ``ids``) the index of the one ending at
-    each position, -1 if none.
+    """The n-grams one word longer than those ``ids`` indexes (``occurrences`` holds how often each
+    of those ends in the stream): their sorted distinct keys and counts, and in ``out`` (which may
+    be ``ids``) the index of the one ending at each position, -1 if none.
 
     A context always followed by the same word makes one n-gram, known without hashing; the other
     positions are hashed. Chunks go from the end of the stream backwards, so that ``out`` overwrites
     ``ids`` only once read: it holds each chunk's codes until all chunks' keys are ranked."""
-    # a word is rarely always followed by the same word: only longer contexts are worth the check
-    lone = lone_words(ids, stream, contexts) if ids is not stream else np.full(contexts + 1, -1)
+    contexts = len(occurrences)
+    lone = np.full(contexts + 1, -1, dtype=stream.dtype)  # a word is rarely always followed by one word:
+    if ids is not stream:  # only longer contexts are worth the check
+        lone = lone_words(ids, stream, contexts)
     dtype = np.uint32 if (contexts + 1) * width < 2**32 else np.int64  # 32-bit keys hash faster
-    chunks, followed, hint = [], np.zeros(contexts + 1, dtype=np.int64), 2 * contexts
+    followed = occurrences - np.bincount(ids[-1:][ids[-1:] >= 0], minlength=contexts)  # by a word
+    chunks, hint = [], 2 * contexts
     for a in reversed(range(0, len(stream) - 1, CHUNK)):
         b = min(a + CHUNK, len(stream) - 1)  # positions a + 1 .. b end n-grams: prefix at a .. b - 1
         prefix, word = ids[a:b], stream[a + 1:b + 1]
         hashed = lone[prefix] < 0
         codes, unique = pd.factorize(packed(prefix[hashed], word[hashed], width, dtype), size_hint=hint)
-        followed += np.bincount(prefix[~hashed], minlength=contexts + 1)
         chunks.append((slice(a + 1, b + 1), unique, np.bincount(codes, minlength=len(unique))))
         position_codes = prefix + len(unique)  # a lone context's n-gram: its index, past the hashed
         position_codes[hashed] = codes
@@ -105,7 +107,7 @@ def extend(ids: np.ndarray, stream: np.ndarray, width: int, contexts: int,
     keys, ranks = merged([unique for _, unique, _ in chunks] + [direct])
     counts = np.zeros(len(keys), dtype=np.int64)
     direct = ranks.pop()
-    counts[direct[direct >= 0]] += followed[:-1][direct >= 0]
+    counts[direct[direct >= 0]] += followed[direct >= 0]
     for (where, _, n), rank in zip(chunks, ranks):
         counts[rank[rank >= 0]] += n[rank >= 0]
         out[where] = np.concatenate([rank, direct])[out[where]]
@@ -115,7 +117,7 @@ def extend(ids: np.ndarray, stream: np.ndarray, width: int, contexts: int,
 def lone_words(ids: np.ndarray, stream: np.ndarray, contexts: int) -> np.ndarray:
     """Per context, the only word ever following it, or -1 if several do or none; one more slot, for
     the index -1 of a missing context, is -1 too."""
-    lone = np.full(contexts + 1, -1, dtype=np.int64)
+    lone = np.full(contexts + 1, -1, dtype=stream.dtype)
     spans = [(a, min(a + CHUNK, len(stream) - 1)) for a in range(0, len(stream) - 1, CHUNK)]
     for a, b in spans:
         lone[ids[a:b]] = stream[a + 1:b + 1]  # any occurrence's word
