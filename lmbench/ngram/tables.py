@@ -12,9 +12,10 @@ elsewhere, so ``<s> <s> w`` is just ``<s> w``: the first tokens of a segment are
 shorter, ``<s>``-anchored histories, and ``<s>`` itself is never predicted.
 
 Counting makes one pass per order over the stream, in chunks: the key of the n-gram ending at every
-position (from the previous order's index there) is hashed (``pandas.factorize``), and only the
-distinct keys are sorted. The stream and the per-position indices are int32, so counting needs
-about 8 bytes per token plus one chunk's work, whatever the order.
+position (from the previous order's index there) is hashed (``pandas.factorize``), unless its
+context is always followed by the same word, and only the distinct keys are sorted. The stream and
+the per-position indices are int32, so counting needs about 8 bytes per token plus one chunk's
+work, whatever the order.
 """
 
 from __future__ import annotations
