@@ -10,7 +10,6 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from lmbench import report
 from lmbench.rundir import find_runs, refresh_tables
 
 log = logging.getLogger(__name__)
@@ -18,6 +17,8 @@ log = logging.getLogger(__name__)
 
 class SweepSummary(Callback):
     def on_multirun_end(self, config, **kwargs) -> None:
+        from lmbench import report  # matplotlib and the report load only for a sweep's end
+
         sweep_dir = Path(str(config.hydra.sweep.dir))
         runs, skipped = find_runs(sweep_dir)
         statuses = Counter(run.record["status"] for run in runs)

@@ -22,6 +22,7 @@ from lmbench.errors import UserError
 from lmbench.evaluate import evaluate, resets
 from lmbench.models.base import FitSettings
 from lmbench.models.ngram import NgramConfig
+from lmbench.ngram import tables
 
 
 def make_corpus(train: list[list[str]], test: list[list[str]]) -> Corpus:
@@ -49,6 +50,35 @@ def contexts(lm) -> list[list[int]]:
         if n < lm.order - 1:
             level = [level[k // lm.width] + [k % lm.width] for k in lm.keys[n]]
     return found
+
+
+def plain_counts(stream: np.ndarray, n: int, bos: int) -> dict[tuple, int]:
+    """Every n-gram ending at each position that holds ``<s>`` at most as its first token."""
+    grams = [tuple(stream[end - n + 1:end + 1]) for end in range(n - 1, len(stream))]
+    kept = [g for g in grams if bos not in g[1:] and (n > 1 or g[0] != bos)]
+    return {g: kept.count(g) for g in set(kept)}
+
+
+@settings(max_examples=60, deadline=None)
+@given(tokens=st.lists(st.integers(0, 3), max_size=60), cuts=st.lists(st.integers(0, 60), max_size=6),
+       chunk=st.sampled_from([1, 2, 5, 1 << 22]))
+def test_chunked_counting_finds_every_ngram_once_with_its_count_and_suffix(tokens, cuts, chunk):
+    """The tables (any chunk size) against a plain count; keys decode through the prefix chain."""
+    original, tables.CHUNK = tables.CHUNK, chunk
+    try:
+        starts = np.unique([0] + [c for c in cuts if c <= len(tokens)])
+        stream, _ = tables.pad(np.array(tokens, dtype=np.int64), starts, 4)
+        found = tables.count(stream, 4, 5)
+    finally:
+        tables.CHUNK = original
+    orders = [[(i,) for i in range(5)]]
+    for table in found[1:]:
+        orders.append([orders[-1][k // 5] + (k % 5,) for k in table.keys])
+        assert [orders[-2][i] for i in table.suffix] == [g[1:] for g in orders[-1]]
+    for n, (table, grams) in enumerate(zip(found, orders), start=1):
+        assert np.all(np.diff(table.keys) > 0)
+        assert {g: c for g, c in zip(grams, table.counts) if c} == plain_counts(stream, n, 4)
+        assert table.bos.tolist() == [g[0] == 4 for g in grams]
 
 
 # few types, <unk> among them, so that some contexts are followed by the whole vocabulary

@@ -25,7 +25,7 @@ from lmbench.models import register
 from lmbench.models.base import FitSettings
 from lmbench.ngram.arpa import write_arpa
 from lmbench.ngram.smoothing import add_k, katz, kneser_ney
-from lmbench.ngram.tables import count, pad
+from lmbench.ngram.tables import count, pad, padded
 from lmbench.sampling import draw
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class Ngram:
         """Count and smooth ``corpus.train`` under ``settings.protocol``."""
         protocol = settings.protocol
         self.sentence = protocol == "sentence"
-        stream, _ = pad(corpus.train, resets(corpus, "train", protocol), self.vocab_size)
+        stream = padded(corpus.train, resets(corpus, "train", protocol), self.vocab_size)
         tables = count(stream, self.cfg.order, self.vocab_size + 1)
         if len(tables[-1].keys) == 0:
             raise UserError(
@@ -95,6 +95,7 @@ class Ngram:
             self.lm, report = katz(tables, self.cfg.katz_threshold)
         else:
             self.lm, report = add_k(tables, float(self.cfg.add_k))
+        self.lm.prepare()
         self.train_counts = tables[0].counts
         orders = [{"order": n, "ngrams": size, "bytes": nbytes}
                   for n, (size, nbytes) in enumerate(zip(self.lm.entries(), self.lm.nbytes()), 1)]
