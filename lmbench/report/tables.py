@@ -202,12 +202,12 @@ def findings(group: Group, summary: pd.DataFrame, pair_rows: pd.DataFrame, floor
                      f"({math.log(best.test_ppl / floor):.3f} nats/token left to learn).")
     if not published.empty:
         judged = published[published.met.notna()]
-        ungoaled = len(published) - len(judged)
-        unjudged = f"{ungoaled} of {len(published)} rows {'has' if ungoaled == 1 else 'have'} no goal"
-        lines.append("Published figures: " + (
-            f"{int(judged.met.astype(bool).sum())} of {len(judged)} rows with a goal meet it"
-            + (f"; {unjudged}." if len(judged) < len(published) else ".") if len(judged)
-            else f"{unjudged}."))
+        ungoaled, parts = len(published) - len(judged), []
+        if len(judged):
+            parts.append(f"{int(judged.met.astype(bool).sum())} of {len(judged)} rows with a goal meet it")
+        if ungoaled:
+            parts.append(f"{ungoaled} of {len(published)} rows {'has' if ungoaled == 1 else 'have'} no goal")
+        lines.append("Published figures: " + "; ".join(parts) + ".")
     return lines
 
 
