@@ -3,6 +3,12 @@ it meets the goal its recipe sets (``published.tolerance`` or ``published.at_mos
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from omegaconf import OmegaConf
+
+from lmbench import paths
+
 
 def comparison(record: dict) -> dict | None:
     """The record's published figure against its own, or None when its config names no published row."""
@@ -55,3 +61,28 @@ def judge_relative(rows: list[dict]) -> list[dict]:
                        f"{100 * margin:.1f}%")
         row["met"] = margin >= row["beats_by"]
     return rows
+
+
+def orderings() -> dict:
+    """The published orderings the report checks, per experiment (``conf/orderings.yaml``)."""
+    path = paths.conf_dir() / "orderings.yaml"
+    return OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else {}
+
+
+def check_order(order: list[list[str]], ours: dict[str, float],
+                pair: Callable[[str, str], dict | None]) -> dict:
+    """Whether the rows we have keep a published ordering (groups of row names, best first): every row
+    of a group below every row of the next group that has rows here, each such pair significantly.
+    ``ours``: row name -> our figure; ``pair(a, b)``: the paired test of rows a and b, or None."""
+    groups = [[row for row in group if row in ours] for group in order]
+    groups = [group for group in groups if group]
+    pairs = []
+    for better, worse in zip(groups, groups[1:]):
+        for a in better:
+            for b in worse:
+                test = pair(a, b) or {}
+                pairs.append({"better": a, "worse": b, "in_order": ours[a] < ours[b],
+                              "p_value": test.get("p_value"), "significant": bool(test.get("significant"))})
+    missing = [row for group in order for row in group if row not in ours]
+    return {"pairs": pairs, "missing": missing,
+            "holds": all(p["in_order"] and p["significant"] for p in pairs)}

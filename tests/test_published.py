@@ -121,3 +121,31 @@ def test_a_goal_relative_to_other_rows_is_judged_against_the_best_of_them():
     assert judged["met"] is True and judged["goal"] == "≥ 10% below KN5 (199.8): 12.4%"
     close = {**mlp, "corpus": "brown", "ours": 185.0}
     assert published.judge_relative([close, *rows[1:]])[0]["met"] is False
+
+
+@pytest.mark.parametrize("experiment", sorted(published.orderings()))
+def test_every_row_of_a_published_ordering_is_a_row_of_its_table(experiment):
+    rows = {compose_config(f"recipe={r}").published.row for r in RECIPES
+            if r.startswith(TABLES[experiment] + "/")}
+    ordered = [row for group in published.orderings()[experiment]["order"] for row in group]
+    assert set(ordered) <= rows and len(ordered) == len(set(ordered))
+
+
+def test_a_published_ordering_needs_each_adjacent_pair_in_order_and_significantly_apart():
+    order = [["LSTM", "GRU"], ["RNN"], ["KN5"]]
+    tests = {("LSTM", "RNN"): 0.001, ("GRU", "RNN"): 0.01, ("RNN", "KN5"): 0.0, ("LSTM", "GRU"): 0.5}
+
+    def pair(a, b):
+        p = tests.get((a, b), tests.get((b, a)))
+        return None if p is None else {"p_value": p, "significant": p < 0.05}
+
+    kept = published.check_order(order, {"LSTM": 113.0, "GRU": 118.0, "RNN": 125.0, "KN5": 141.0}, pair)
+    assert kept["holds"] and not kept["missing"] and len(kept["pairs"]) == 3  # LSTM vs GRU: same group
+    swapped = published.check_order(order, {"LSTM": 113.0, "GRU": 128.0, "RNN": 125.0, "KN5": 141.0}, pair)
+    assert not swapped["holds"] and [p["better"] for p in swapped["pairs"] if not p["in_order"]] == ["GRU"]
+    tests[("LSTM", "RNN")] = 0.2
+    unclear = published.check_order(order, {"LSTM": 113.0, "GRU": 118.0, "RNN": 125.0, "KN5": 141.0}, pair)
+    assert not unclear["holds"] and all(p["in_order"] for p in unclear["pairs"])
+    partial = published.check_order(order, {"LSTM": 113.0, "KN5": 141.0}, pair)
+    assert partial["missing"] == ["GRU", "RNN"] and [(p["better"], p["worse"]) for p in partial["pairs"]] \
+        == [("LSTM", "KN5")]  # the next group that has rows

@@ -200,7 +200,7 @@ def published_rows(rundirs: list[RunDir]) -> pd.DataFrame:
         metrics = {split: {key: np.mean([m[split][key] for m in found]) for key in found[0][split] or {}
                            if all(isinstance((m.get(split) or {}).get(key), (int, float)) for m in found)}
                    for split in found[0]}
-        rows.append({"model": label, "corpus": corpus,
+        rows.append({"model": label, "corpus": corpus, "experiment": runs[0].get("experiment"),
                      **published.comparison({**runs[0], "metrics": metrics})})
     rows = published.judge_relative(rows)
     return pd.DataFrame(rows).drop(columns=["beats_rows", "beats_by"], errors="ignore")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lmbench.published import check_order, orderings
 from lmbench.report.frames import BOOTSTRAP_SAMPLES, COUNT_BASED
 
 MISSING = "–"
@@ -208,6 +209,31 @@ def findings(group: Group, summary: pd.DataFrame, pair_rows: pd.DataFrame, floor
         if ungoaled:
             parts.append(f"{ungoaled} of {len(published)} rows {'has' if ungoaled == 1 else 'have'} no goal")
         lines.append("Published figures: " + "; ".join(parts) + ".")
+        lines += _ordering_lines(published, pair_rows)
+    return lines
+
+
+def _ordering_lines(published: pd.DataFrame, pair_rows: pd.DataFrame) -> list[str]:
+    """Whether the rows of each published table on this corpus keep the table's published ordering."""
+    lines, known = [], orderings()
+    for experiment, rows in published.groupby("experiment"):
+        spec = known.get(experiment)
+        if not spec:
+            continue
+        label = dict(zip(rows.row, rows.model))
+        ours = {row: x for row, x in zip(rows.row, rows.ours) if not _missing(x)}
+        verdict = check_order(spec["order"], ours,
+                              lambda a, b, label=label: _pair(pair_rows, label[a], label[b]))
+        chain = " < ".join(" / ".join(group) for group in spec["order"])
+        problems = [f"{p['better']} ({ours[p['better']]:.4g}) is not below {p['worse']} "
+                    f"({ours[p['worse']]:.4g})" for p in verdict["pairs"] if not p["in_order"]]
+        problems += [f"{p['better']} vs {p['worse']} not significantly apart "
+                     f"({'no paired test' if p['p_value'] is None else 'p ' + _p_words(p['p_value'])})"
+                     for p in verdict["pairs"] if p["in_order"] and not p["significant"]]
+        result = "**kept**, every adjacent pair significantly apart" if verdict["holds"] else \
+            "**not kept**: " + "; ".join(problems)
+        missing = f" Not run yet: {', '.join(verdict['missing'])}." if verdict["missing"] else ""
+        lines.append(f"Published ordering, {chain} ({spec['source']}): {result}.{missing}")
     return lines
 
 
