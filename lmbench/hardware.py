@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,8 @@ PEAK_SIZE = 512  # square matmul of the peak benchmark: 0.27 GFLOP, milliseconds
 
 BF16_CPU_FLAGS = {"amx_bf16", "avx512_bf16"}  # x86 features with native bf16 dot products
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+GLIBC_DEFAULT_THRESHOLD = 128 * 1024  # both thresholds' default (before glibc's own adjustments)
+_keeping_freed_memory = False
 
 
 def cpu_flags() -> set[str]:
@@ -55,19 +58,37 @@ def resolve_precision(requested: str, device: torch.device) -> str:
     return requested
 
 
-def keep_freed_memory() -> None:
-    """Make glibc keep freed memory for reuse. By default it hands each freed block of more than a few
-    MB back to the OS and page-faults a fresh one in for the next allocation; a training step frees
-    and reallocates the same (tokens x vocabulary) buffers every time, and faulting those pages in
-    again cost the zaremba_small LSTM 10% of its CPU time in fp32, 25% in bf16 (measured)."""
+def keep_freed_memory(keep: bool = True) -> None:
+    """Make glibc keep freed memory for reuse (``keep=False``: its defaults again). By default it
+    hands each freed block of more than a few MB back to the OS and page-faults a fresh one in for
+    the next allocation; a training step frees and reallocates the same (tokens x vocabulary)
+    buffers every time, and faulting those pages in again cost the zaremba_small LSTM 10% of its CPU
+    time in fp32, 25% in bf16 (measured)."""
+    global _keeping_freed_memory
     import ctypes
 
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
         return
-    mallopt(M_MMAP_THRESHOLD, 1 << 30)
-    mallopt(M_TRIM_THRESHOLD, 1 << 30)
+    mallopt(M_MMAP_THRESHOLD, 1 << 30 if keep else GLIBC_DEFAULT_THRESHOLD)
+    mallopt(M_TRIM_THRESHOLD, 1 << 30 if keep else GLIBC_DEFAULT_THRESHOLD)
+    _keeping_freed_memory = keep
+
+
+@contextmanager
+def freed_memory_returned():
+    """glibc's defaults while scoring: its (tokens x vocabulary) blocks change size from chunk to
+    chunk, and a heap that keeps freed memory fragments under them (a validation pass of the PTB
+    LSTM grew the process from 0.6 to 3.4 GB); training's setting comes back afterwards."""
+    kept = _keeping_freed_memory
+    if kept:
+        keep_freed_memory(False)
+    try:
+        yield
+    finally:
+        if kept:
+            keep_freed_memory(True)
 
 
 def _processor(device: torch.device) -> str:
