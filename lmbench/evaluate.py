@@ -26,10 +26,17 @@ class NonFiniteScoreError(RuntimeError):
 
 def resets(corpus: Corpus, split: str, protocol: str) -> np.ndarray:
     """Positions where the model's context is emptied under ``protocol``."""
-    if protocol == "stream":
+    if line_end(corpus, protocol) is None:
         return np.zeros(1, dtype=np.int64)
+    return corpus.line_starts(split)
+
+
+def line_end(corpus: Corpus, protocol: str) -> int | None:
+    """The token after which ``protocol`` empties the model's context; None: only at a split's start."""
+    if protocol == "stream":
+        return None
     if protocol == "sentence":
-        return corpus.line_starts(split)
+        return corpus.sentence_end()
     raise UserError(f"Unknown protocol {protocol!r}; use stream or sentence.")
 
 

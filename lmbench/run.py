@@ -228,7 +228,7 @@ def fit_and_score(job: Job, model, resume: bool) -> dict:
             **({"diverged": reason} if reason else {}), "train": train_stats,
             "timing": {"train_seconds": train_seconds,
                        "train_tokens_per_s": train_stats.get(
-                           "train_tokens_per_s", len(corpus.train) / max(train_seconds, 1e-9)),
+                           "train_tokens_per_s", corpus.tokens("train") / max(train_seconds, 1e-9)),
                        "wall_seconds": time.perf_counter() - started}}
 
 

@@ -59,18 +59,25 @@ def plain_counts(stream: np.ndarray, n: int, bos: int) -> dict[tuple, int]:
     return {g: kept.count(g) for g in set(kept)}
 
 
-@settings(max_examples=60, deadline=None)
-@given(tokens=st.lists(st.integers(0, 3), max_size=60), cuts=st.lists(st.integers(0, 60), max_size=6),
-       chunk=st.sampled_from([1, 2, 5, 1 << 22]))
-def test_chunked_counting_finds_every_ngram_once_with_its_count_and_suffix(tokens, cuts, chunk):
-    """The tables (any chunk size) against a plain count; keys decode through the prefix chain."""
-    original, tables.CHUNK = tables.CHUNK, chunk
-    try:
-        starts = np.unique([0] + [c for c in cuts if c <= len(tokens)])
-        stream, _ = tables.pad(np.array(tokens, dtype=np.int64), starts, 4)
-        found = tables.count(stream, 4, 5)
-    finally:
-        tables.CHUNK = original
+@settings(max_examples=100, deadline=None)
+@given(tokens=st.lists(st.integers(0, 3), min_size=1, max_size=60),
+       cuts=st.lists(st.integers(0, 60), max_size=6), line_end=st.sampled_from([None, 0, 3]),
+       chunk=st.sampled_from([1, 2, 3, 5, 1 << 20]))
+def test_chunked_counting_finds_every_ngram_once_with_its_count_and_suffix(tokens, cuts, line_end, chunk):
+    """The tables, counted from chunks of any size padded one by one (segments and n-grams crossing
+    chunk boundaries), against a plain count of the padded stream; keys decode through the prefix
+    chain. Segments start at ``cuts``, or after every ``line_end`` (the sentence protocol)."""
+    tokens = np.array(tokens, dtype=np.int32)
+    spans = [(a, a + chunk) for a in range(0, len(tokens), chunk)]
+    if line_end is None and cuts:  # segments cut by hand: each chunk padded where they start in it
+        starts = np.unique([0] + [c for c in cuts if c < len(tokens)])
+        chunks = [tables.padded(tokens[a:b], starts[(starts >= a) & (starts < b)] - a, 4) for a, b in spans]
+    else:  # the stream protocol's one segment, or a segment after every line_end (sentence)
+        ends = np.flatnonzero(tokens[:-1] == line_end) + 1 if line_end is not None else []
+        starts = np.concatenate([[0], ends]).astype(np.int64)
+        chunks = tables.pieces((tokens[a:b] for a, b in spans), line_end, 4)
+    stream = tables.padded(tokens, starts, 4)
+    found = tables.count(chunks, 4, 5)
     orders = [[(i,) for i in range(5)]]
     for table in found[1:]:
         orders.append([orders[-1][k // 5] + (k % 5,) for k in table.keys])
@@ -79,6 +86,15 @@ def test_chunked_counting_finds_every_ngram_once_with_its_count_and_suffix(token
         assert np.all(np.diff(table.keys) > 0)
         assert {g: c for g, c in zip(grams, table.counts) if c} == plain_counts(stream, n, 4)
         assert table.bos.tolist() == [g[0] == 4 for g in grams]
+
+
+def test_tables_do_not_depend_on_the_key_width():
+    """Counts and suffixes are the same whatever the vocabulary's width (keys past 2**31 included)."""
+    tokens = np.random.default_rng(0).integers(0, 64, 20_000).astype(np.int32)
+    narrow, wide = (tables.count(tables.pieces([tokens], None, width - 1), 4, width) for width in (65, 2**22))
+    for a, b in zip(narrow[1:], wide[1:]):
+        assert np.array_equal(a.counts, b.counts) and np.array_equal(a.suffix, b.suffix)
+        assert np.array_equal(a.keys % 65, b.keys % 2**22) and b.keys.max() > 2**31
 
 
 # few types, <unk> among them, so that some contexts are followed by the whole vocabulary

@@ -156,6 +156,6 @@ def test_ptb_sentence_perplexity_matches_kenlm(tmp_path):
     width = len(corpus.vocab) + 2
     train, _ = pad(corpus.train, resets(corpus, "train", "sentence"), width - 1)
     for order, ppl in kenlm_ppl.items():
-        lm, _ = kneser_ney(count(train, order, width), [0.5, 1.0, 1.5])
+        lm, _ = kneser_ney(count([train], order, width), [0.5, 1.0, 1.5])
         log_p = lm.log_probs(corpus.test, resets(corpus, "test", "sentence"))
         assert math.exp(-log_p.mean()) == pytest.approx(ppl, rel=1e-7)

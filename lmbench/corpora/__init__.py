@@ -11,9 +11,13 @@ import hashlib
 import io
 import json
 import logging
+import zipfile
 from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from omegaconf import OmegaConf
@@ -60,7 +64,7 @@ class Corpus:
     name: str
     level: str  # "char" or "word"
     vocab: Vocab
-    splits: dict[str, np.ndarray]
+    splits: Mapping[str, np.ndarray]  # a dict, or the prepared file's ``Prepared``
     chars: dict[str, int]  # characters of the underlying text per split, for bits per character
     fingerprint: str
     meta: dict  # loader facts (e.g. the synthetic process's parameters)
@@ -82,13 +86,34 @@ class Corpus:
         """Id of the token that ends a line (``<eos>`` or ``\\n``), if the corpus has lines."""
         return self.vocab.stoi.get(EOS if self.level == "word" else "\n")
 
-    def line_starts(self, split: str) -> np.ndarray:
-        """Start index of every line in a split (0 first): the sentence protocol's resets."""
-        ids = self.splits[split]
+    def sentence_end(self) -> int:
+        """``line_end``, which the sentence protocol needs: a CorpusError if the corpus has no lines."""
         if self.line_end is None:
             raise CorpusError(f"Corpus {self.name} has no line structure; use protocol=stream.")
-        ends = np.flatnonzero(ids[:-1] == self.line_end) + 1
+        return self.line_end
+
+    def line_starts(self, split: str) -> np.ndarray:
+        """Start index of every line in a split (0 first): the sentence protocol's resets."""
+        ends = np.flatnonzero(self.splits[split][:-1] == self.sentence_end()) + 1
         return np.concatenate([[0], ends]).astype(np.int64)
+
+    def tokens(self, split: str) -> int:
+        """A split's length, without reading it if it is not loaded."""
+        if isinstance(self.splits, Prepared) and split not in self.splits.loaded:
+            with self.splits.member(split) as (_, shape, _):
+                return shape[0]
+        return len(self.splits[split])
+
+    def chunks(self, split: str, size: int) -> Iterator[np.ndarray]:
+        """A split's ids in consecutive pieces of ``size`` (the last one shorter): read piece by
+        piece from the prepared file if not loaded, so that a pass never holds a large split whole."""
+        if isinstance(self.splits, Prepared) and split not in self.splits.loaded:
+            with self.splits.member(split) as (file, shape, dtype):
+                for a in range(0, shape[0], size):
+                    yield np.frombuffer(file.read(min(size, shape[0] - a) * dtype.itemsize), dtype=dtype)
+        else:
+            ids = self.splits[split]
+            yield from (ids[a:a + size] for a in range(0, len(ids), size))
 
     def detokenize(self, ids) -> str:
         tokens = self.vocab.decode(ids)
@@ -101,13 +126,41 @@ class Corpus:
         return {
             "level": self.level,
             "vocab_size": len(self.vocab),
-            **{f"{s}_tokens": int(len(ids)) for s, ids in self.splits.items()},
+            **{f"{s}_tokens": self.tokens(s) for s in self.splits},
             **{f"{s}_chars": int(n) for s, n in self.chars.items()},
-            **{f"{s}_oov_rate": float(np.mean(ids == unk)) if len(ids) else 0.0
-               for s, ids in self.splits.items()},
+            **{f"{s}_oov_rate": sum(int(np.count_nonzero(ids == unk)) for ids in self.chunks(s, 1 << 22))
+               / max(self.tokens(s), 1) for s in self.splits},
         }
 
 
+class Prepared(Mapping):
+    """The splits of a prepared corpus file (``np.savez``, uncompressed), each read on first use and
+    kept; ``chunks`` streams a split not yet read, so that a pass over it never holds it whole."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.loaded: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, split: str) -> np.ndarray:
+        if split not in self.loaded:
+            with np.load(self.path, allow_pickle=False) as data:
+                self.loaded[split] = data[split]
+        return self.loaded[split]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(SPLITS)
+
+    def __len__(self) -> int:
+        return len(SPLITS)
+
+    @contextmanager
+    def member(self, split: str) -> Iterator[tuple[IO[bytes], tuple[int, ...], np.dtype]]:
+        """A split's ``.npy`` member, open past its header, with its shape and dtype."""
+        with zipfile.ZipFile(self.path) as archive, archive.open(f"{split}.npy") as file:
+            npy = np.lib.format
+            read = npy.read_array_header_1_0 if npy.read_magic(file) == (1, 0) else npy.read_array_header_2_0
+            shape, _, dtype = read(file)
+            yield file, shape, dtype
 
 
 def _count_chars(tokens: str | list[str]) -> int:
@@ -164,11 +217,12 @@ def _load_prepared(path: Path) -> Corpus | None:
     try:
         with np.load(path, allow_pickle=False) as data:
             header = json.loads(str(data["header"]))
-            splits = {s: data[s] for s in SPLITS}
+            if sorted(data.files) != sorted(["itos", "header", *SPLITS]):
+                return None
             itos = [str(s) for s in data["itos"]]
     except Exception:  # an unreadable cache entry is rebuilt, never trusted
         return None
-    return Corpus(header["name"], header["level"], Vocab(itos), splits, header["chars"],
+    return Corpus(header["name"], header["level"], Vocab(itos), Prepared(path), header["chars"],
                   header["fingerprint"], header["meta"])
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import codecs
-import hashlib
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
 from lmbench.corpora.archives import corpus_root, is_archive, unpack
-from lmbench.corpora.fetch import cache_dir, fetch, writable_cache
+from lmbench.corpora.fetch import cache_dir, fetch, sha256_of, writable_cache
 from lmbench.corpora.raw import EOS, SPLITS, RawCorpus, loader
 from lmbench.errors import CorpusError
 
@@ -153,7 +152,7 @@ def _user_files(cfg):
 def _user_hashes(cfg) -> list[str]:
     with _user_files(cfg) as (found, _):
         paths = found.values() if isinstance(found, dict) else [found]
-        return [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+        return [sha256_of(p) for p in paths]  # in blocks: a large file is never held whole
 
 
 @loader("user_file", hashes=_user_hashes)

@@ -20,12 +20,12 @@ import numpy as np
 from lmbench.config import Choice, ModelConfig
 from lmbench.corpora import Corpus
 from lmbench.errors import UserError
-from lmbench.evaluate import resets
+from lmbench.evaluate import line_end
 from lmbench.models import register
 from lmbench.models.base import FitSettings
 from lmbench.ngram.arpa import write_arpa
 from lmbench.ngram.smoothing import add_k, katz, kneser_ney
-from lmbench.ngram.tables import count, pad, padded
+from lmbench.ngram.tables import CHUNK, count, pad, pieces
 from lmbench.sampling import draw
 
 log = logging.getLogger(__name__)
@@ -82,8 +82,8 @@ class Ngram:
         """Count and smooth ``corpus.train`` under ``settings.protocol``."""
         protocol = settings.protocol
         self.sentence = protocol == "sentence"
-        stream = padded(corpus.train, resets(corpus, "train", protocol), self.vocab_size)
-        tables = count(stream, self.cfg.order, self.vocab_size + 1)
+        chunks = pieces(corpus.chunks("train", CHUNK), line_end(corpus, protocol), self.vocab_size)
+        tables = count(chunks, self.cfg.order, self.vocab_size + 1)
         if len(tables[-1].keys) == 0:
             raise UserError(
                 f"model.order={self.cfg.order} is more than the training data supports: no "

@@ -11,21 +11,24 @@ stream protocol) is preceded by one ``<s>``. An n-gram may start with ``<s>`` bu
 elsewhere, so ``<s> <s> w`` is just ``<s> w``: the first tokens of a segment are predicted from
 shorter, ``<s>``-anchored histories, and ``<s>`` itself is never predicted.
 
-Counting makes one pass per order over the stream, in chunks: the key of the n-gram ending at every
-position (from the previous order's index there) is hashed (``pandas.factorize``), unless its
-context is always followed by the same word, and only the distinct keys are sorted. The stream and
-the per-position indices are int32, so counting needs about 8 bytes per token plus one chunk's
-work, whatever the order.
+Counting makes one pass over the stream, in pieces: per order above 1, a hash table (pandas'
+factorizer) grows from each distinct key ``prefix * width + word``, ``prefix`` the previous order's
+index, to its index by first appearance, and counts accumulate per index. Only one piece's
+per-position arrays exist at a time (about 60 bytes a token), so memory grows with the distinct
+n-grams, about 50 bytes each while counting (hash slot, key, count), not with the tokens. At the
+end each order's keys are sorted, lowest order first, re-indexing the next order's prefixes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from pandas._libs.hashtable import Int64Factorizer  # a factorize that grows over calls
 
-CHUNK = 1 << 22  # stream positions hashed at once when counting
+CHUNK = 1 << 20  # tokens counted at once
 
 
 @dataclass
@@ -58,98 +61,63 @@ def padded(tokens: np.ndarray, starts: np.ndarray, bos: int) -> np.ndarray:
     return stream
 
 
-def count(stream: np.ndarray, order: int, width: int) -> list[Table]:
-    """Tables of orders 1..``order`` of a padded stream (``width - 1`` is ``<s>``).
+def pieces(chunks: Iterable[np.ndarray], line_end: int | None, bos: int) -> Iterator[np.ndarray]:
+    """Consecutive chunks of a split, ``<s>``-padded chunk by chunk as ``padded`` pads the whole
+    split: before its first token and, if ``line_end`` is given (the sentence protocol), before
+    every token following a ``line_end``."""
+    before = line_end  # the split's first token starts a segment
+    for i, tokens in enumerate(chunks):
+        if line_end is None:
+            starts = np.zeros(int(i == 0), dtype=np.int64)
+        else:
+            starts = np.flatnonzero(np.concatenate([[before], tokens[:-1]]) == line_end)
+            before = tokens[-1]
+        yield padded(tokens, starts, bos)
+
+
+def count(pieces: Iterable[np.ndarray], order: int, width: int) -> list[Table]:
+    """Tables of orders 1..``order`` of a padded stream (``width - 1`` is ``<s>``) given in
+    consecutive pieces, so that only one piece's per-position arrays exist at a time.
 
     An order's table may be empty when no segment is long enough; the caller decides what that means.
     """
     bos = width - 1
-    unigrams = np.bincount(stream, minlength=width)
+    unigrams = np.zeros(width, dtype=np.int64)
+    seen = [Int64Factorizer(1 << 16) for _ in range(order - 1)]  # per order above 1, its keys hashed
+    counts = [np.zeros(0, dtype=np.int64) for _ in seen]
+    last = [-1] * order  # per order, the index of the n-gram ending just before the piece
+    for piece in pieces:
+        unigrams += np.bincount(piece, minlength=width)
+        ids, word = piece, piece.astype(np.int64)
+        for n in range(order - 1):  # the order n + 2 index of each position's n-gram from the n + 1
+            prefix = np.concatenate([[last[n]], ids[:-1]])  # int64
+            last[n] = ids[-1]
+            packed = np.where((prefix < 0) | (word == bos), -1, prefix * width + word)
+            ids = seen[n].factorize(packed, na_sentinel=-1, na_value=-1)
+            grown = np.bincount(ids + 1, minlength=seen[n].get_count() + 1)[1:]
+            grown[:len(counts[n])] += counts[n]
+            counts[n] = grown
     unigrams[bos] = 0  # <s> is context only
+    found = [keys.uniques.to_array() for keys in seen]
+    del seen  # the hash tables
+    return ranked(unigrams, found, counts, width)
+
+
+def ranked(unigrams: np.ndarray, keys: list[np.ndarray], counts: list[np.ndarray], width: int) -> list[Table]:
+    """The tables from each order's keys and counts by first appearance: sorted, lowest order first,
+    each order's prefixes re-indexed by the sorted order below."""
     vocab = np.arange(width, dtype=np.int64)
-    tables = [Table(vocab, unigrams, np.empty(0, np.int64), vocab == bos)]
-    ids = stream  # index in the current order's table of the n-gram ending at each position
-    for _ in range(2, order + 1):
-        out = np.empty(len(stream), dtype=index_type(len(stream))) if ids is stream else ids
-        keys, counts = extend(ids, stream, width, tables[-1].counts, out)
-        ids = out
-        tables.append(Table(keys, counts, suffixes(tables, keys, width), tables[-1].bos[keys // width]))
+    tables = [Table(vocab, unigrams, np.empty(0, np.int64), vocab == width - 1)]
+    rank = vocab  # the sorted index of the order below's n-grams, by first appearance
+    while keys:  # emptied as it goes: each order's unsorted arrays are freed once sorted
+        found, n = keys.pop(0), counts.pop(0)
+        found = rank[found // width] * width + found % width
+        order = np.argsort(found)
+        rank = np.empty(len(found), dtype=np.int64)  # int64: times width, it makes keys
+        rank[order] = np.arange(len(found))
+        found = found[order]
+        tables.append(Table(found, n[order], suffixes(tables, found, width), tables[-1].bos[found // width]))
     return tables
-
-
-def extend(ids: np.ndarray, stream: np.ndarray, width: int, occurrences: np.ndarray,
-           out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The n-grams one word longer than those ``ids`` indexes (``occurrences`` holds how often each
-    of those ends in the stream): their sorted distinct keys and counts, and in ``out`` (which may
-    be ``ids``) the index of the one ending at each position, -1 if none.
-
-    A context always followed by the same word makes one n-gram, known without hashing; the other
-    positions are hashed. Chunks go from the end of the stream backwards, so that ``out`` overwrites
-    ``ids`` only once read: it holds each chunk's codes until all chunks' keys are ranked."""
-    contexts = len(occurrences)
-    lone = np.full(contexts + 1, -1, dtype=stream.dtype)  # a word is rarely always followed by one word:
-    if ids is not stream:  # only longer contexts are worth the check
-        lone = lone_words(ids, stream, contexts)
-    dtype = np.uint32 if (contexts + 1) * width < 2**32 else np.int64  # 32-bit keys hash faster
-    followed = occurrences - np.bincount(ids[-1:][ids[-1:] >= 0], minlength=contexts)  # by a word
-    chunks, hint = [], 2 * contexts
-    for a in reversed(range(0, len(stream) - 1, CHUNK)):
-        b = min(a + CHUNK, len(stream) - 1)  # positions a + 1 .. b end n-grams: prefix at a .. b - 1
-        prefix, word = ids[a:b], stream[a + 1:b + 1]
-        hashed = lone[prefix] < 0
-        codes, unique = pd.factorize(packed(prefix[hashed], word[hashed], width, dtype), size_hint=hint)
-        chunks.append((slice(a + 1, b + 1), unique, np.bincount(codes, minlength=len(unique))))
-        position_codes = prefix + len(unique)  # a lone context's n-gram: its index, past the hashed
-        position_codes[hashed] = codes
-        out[a + 1:b + 1] = position_codes
-        hint = 2 * len(unique)  # the next chunk likely holds as many
-    out[:1] = -1  # no n-gram ends at position 0
-    direct = packed(np.arange(contexts), lone[:-1], width, dtype)
-    keys, ranks = merged([unique for _, unique, _ in chunks] + [direct])
-    counts = np.zeros(len(keys), dtype=np.int64)
-    direct = ranks.pop()
-    counts[direct[direct >= 0]] += followed[direct >= 0]
-    for (where, _, n), rank in zip(chunks, ranks):
-        counts[rank[rank >= 0]] += n[rank >= 0]
-        out[where] = np.concatenate([rank, direct])[out[where]]
-    return keys.astype(np.int64) - width, counts
-
-
-def lone_words(ids: np.ndarray, stream: np.ndarray, contexts: int) -> np.ndarray:
-    """Per context, the only word ever following it, or -1 if several do or none; one more slot, for
-    the index -1 of a missing context, is -1 too."""
-    lone = np.full(contexts + 1, -1, dtype=stream.dtype)
-    spans = [(a, min(a + CHUNK, len(stream) - 1)) for a in range(0, len(stream) - 1, CHUNK)]
-    for a, b in spans:
-        lone[ids[a:b]] = stream[a + 1:b + 1]  # any occurrence's word
-    lone[-1] = -1
-    for a, b in spans:
-        prefix = ids[a:b]
-        lone[prefix[lone[prefix] != stream[a + 1:b + 1]]] = -1
-    return lone
-
-
-def packed(prefix: np.ndarray, word: np.ndarray, width: int, dtype: type) -> np.ndarray:
-    """The keys ``(prefix + 1) * width + word`` of n-grams from their first tokens' index in the
-    order below and their last word; 0 where there is none (``prefix`` or ``word`` -1, or the word
-    ``<s>``)."""
-    keys = prefix.astype(dtype)
-    keys += dtype(1)  # prefix -1 wraps to 0 in uint32
-    keys *= dtype(width)
-    keys += word.astype(dtype)
-    keys[(prefix < 0) | (word < 0) | (word == width - 1)] = 0
-    return keys
-
-
-def merged(uniques: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The sorted distinct non-zero keys of all chunks, and per chunk the rank among them of each
-    of its distinct keys (-1 for 0). Only distinct keys are sorted."""
-    codes, keys = pd.factorize(np.concatenate(uniques))
-    order = np.argsort(keys)
-    skip = int(len(keys) > 0 and keys[order[0]] == 0)  # the key 0: no n-gram ends there
-    rank = np.empty(len(keys), dtype=index_type(len(keys)))
-    rank[order] = np.arange(-skip, len(keys) - skip)
-    return keys[order[skip:]], np.split(rank[codes], np.cumsum([len(u) for u in uniques])[:-1])
 
 
 def suffixes(tables: list[Table], keys: np.ndarray, width: int) -> np.ndarray:
