@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import zipfile
 
 import numpy as np
 import pytest
@@ -77,6 +78,19 @@ def test_prepared_corpus_is_cached_under_its_fingerprint(tiny_text_dir, isolated
     lowered = load_corpus(compose_config("corpus=file", f"corpus.path={tiny_text_dir}",
                                          "corpus.lowercase=true").corpus)
     assert lowered.fingerprint != first.fingerprint
+
+
+def test_a_corrupt_prepared_split_is_rebuilt_not_read(tiny_text_dir, isolated_cache):
+    cfg = compose_config("corpus=file", f"corpus.path={tiny_text_dir}").corpus
+    first = load_corpus(cfg)
+    (path,) = (isolated_cache / "prepared").glob("*.npz")
+    data = bytearray(path.read_bytes())
+    start = zipfile.ZipFile(path).getinfo("train.npy").header_offset  # the member's local header
+    name, extra = (int.from_bytes(data[start + at:start + at + 2], "little") for at in (26, 28))
+    data[start + 30 + name + extra + 200] ^= 0xFF  # a byte of the train split's ids
+    path.write_bytes(bytes(data))
+    again = load_corpus(cfg)
+    assert all(np.array_equal(again.splits[s], first.splits[s]) for s in first.splits)
 
 
 def test_changed_source_text_changes_the_fingerprint(tiny_text_dir):

@@ -220,6 +220,9 @@ def _load_prepared(path: Path) -> Corpus | None:
             if sorted(data.files) != sorted(["itos", "header", *SPLITS]):
                 return None
             itos = [str(s) for s in data["itos"]]
+        with zipfile.ZipFile(path) as archive:  # splits are read later: check every member's CRC now
+            if archive.testzip() is not None:
+                return None
     except Exception:  # an unreadable cache entry is rebuilt, never trusted
         return None
     return Corpus(header["name"], header["level"], Vocab(itos), Prepared(path), header["chars"],
