@@ -14,9 +14,10 @@ shorter, ``<s>``-anchored histories, and ``<s>`` itself is never predicted.
 Counting makes one pass over the stream, in pieces: per order above 1, a hash table (pandas'
 factorizer) grows from each distinct key ``prefix * width + word``, ``prefix`` the previous order's
 index, to its index by first appearance, and counts accumulate per index. Only one piece's
-per-position arrays exist at a time (about 60 bytes a token), so memory grows with the distinct
-n-grams, about 50 bytes each while counting (hash slot, key, count), not with the tokens. At the
-end each order's keys are sorted, lowest order first, re-indexing the next order's prefixes.
+per-position arrays exist at a time (about 70 bytes a token, ``CHUNK`` tokens), so memory grows
+with the distinct n-grams, 40-70 bytes each while counting (hash slot, key, count), not with the
+tokens. At the end each order's keys are sorted, lowest order first, re-indexing the next order's
+prefixes.
 """
 
 from __future__ import annotations
