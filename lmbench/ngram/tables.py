@@ -16,8 +16,9 @@ factorizer) grows from each distinct key ``prefix * width + word``, ``prefix`` t
 index, to its index by first appearance, and counts accumulate per index. Only one piece's
 per-position arrays exist at a time (about 70 bytes a token, ``CHUNK`` tokens), so memory grows
 with the distinct n-grams, 40-70 bytes each while counting (hash slot, key, count), not with the
-tokens. At the end each order's keys are sorted, lowest order first, re-indexing the next order's
-prefixes.
+tokens. Where an n-gram first appears, the (n-1)-gram ending at the same position is its suffix (its last
+n-1 tokens), recorded then. At the end each order's keys are sorted, lowest order first, re-indexing
+the next order's prefixes and suffixes.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ def count(pieces: Iterable[np.ndarray], order: int, width: int) -> list[Table]:
     unigrams = np.zeros(width, dtype=np.int64)
     seen = [Int64Factorizer(1 << 16) for _ in range(order - 1)]  # per order above 1, its keys hashed
     counts = [np.zeros(0, dtype=np.int64) for _ in seen]
+    suffix = [[] for _ in seen]  # per order above 1, by first appearance: its last n-1 tokens' index below
     last = [-1] * order  # per order, the index of the n-gram ending just before the piece
     for piece in pieces:
         unigrams += np.bincount(piece, minlength=width)
@@ -94,41 +96,45 @@ def count(pieces: Iterable[np.ndarray], order: int, width: int) -> list[Table]:
             prefix = np.concatenate([[last[n]], ids[:-1]])  # int64
             last[n] = ids[-1]
             packed = np.where((prefix < 0) | (word == bos), -1, prefix * width + word)
-            ids = seen[n].factorize(packed, na_sentinel=-1, na_value=-1)
+            below, ids = ids, seen[n].factorize(packed, na_sentinel=-1, na_value=-1)
+            known = len(counts[n])
+            below_size = len(counts[n - 1]) if n else width
+            suffix[n].append(below[first_appearances(ids, known)].astype(index_type(below_size)))
             grown = np.bincount(ids + 1, minlength=seen[n].get_count() + 1)[1:]
-            grown[:len(counts[n])] += counts[n]
+            grown[:known] += counts[n]
             counts[n] = grown
     unigrams[bos] = 0  # <s> is context only
     found = [keys.uniques.to_array() for keys in seen]
     del seen  # the hash tables
-    return ranked(unigrams, found, counts, width)
+    return ranked(unigrams, found, counts, [np.concatenate(parts) for parts in suffix], width)
 
 
-def ranked(unigrams: np.ndarray, keys: list[np.ndarray], counts: list[np.ndarray], width: int) -> list[Table]:
-    """The tables from each order's keys and counts by first appearance: sorted, lowest order first,
-    each order's prefixes re-indexed by the sorted order below."""
+def first_appearances(ids: np.ndarray, known: int) -> np.ndarray:
+    """Positions where an index at or above ``known`` first appears: a factorizer numbers new keys
+    in order of appearance, so exactly where the running maximum grows."""
+    return np.flatnonzero(np.diff(np.maximum.accumulate(np.maximum(ids, known - 1)), prepend=known - 1) > 0)
+
+
+def ranked(unigrams: np.ndarray, keys: list[np.ndarray], counts: list[np.ndarray],
+           suffix: list[np.ndarray], width: int) -> list[Table]:
+    """The tables from each order's keys, counts and suffixes by first appearance: sorted, lowest
+    order first, each order's prefixes and suffixes re-indexed by the sorted order below.
+
+    The suffix of the n-gram ending at a position is the (n-1)-gram ending there, so counting
+    records it where each n-gram first appears, and no table is searched for it."""
     vocab = np.arange(width, dtype=np.int64)
     tables = [Table(vocab, unigrams, np.empty(0, np.int64), vocab == width - 1)]
     rank = vocab  # the sorted index of the order below's n-grams, by first appearance
     while keys:  # emptied as it goes: each order's unsorted arrays are freed once sorted
-        found, n = keys.pop(0), counts.pop(0)
+        found, n, below = keys.pop(0), counts.pop(0), suffix.pop(0)
         found = rank[found // width] * width + found % width
         order = np.argsort(found)
+        below = rank[below[order]]
         rank = np.empty(len(found), dtype=np.int64)  # int64: times width, it makes keys
         rank[order] = np.arange(len(found))
         found = found[order]
-        tables.append(Table(found, n[order], suffixes(tables, found, width), tables[-1].bos[found // width]))
+        tables.append(Table(found, n[order], below, tables[-1].bos[found // width]))
     return tables
-
-
-def suffixes(tables: list[Table], keys: np.ndarray, width: int) -> np.ndarray:
-    """Index in the order-below table of each n-gram's last n-1 tokens: the suffix of its prefix,
-    extended by its word (which that table must hold, since it occurred)."""
-    word = keys % width
-    if len(tables) == 1:
-        return word
-    below = tables[-1]
-    return np.searchsorted(below.keys, below.suffix[keys // width] * width + word)
 
 
 def lookup(index: list[pd.Index], stream: np.ndarray, width: int) -> list[np.ndarray]:
