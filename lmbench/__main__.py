@@ -94,7 +94,8 @@ def main(cfg) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     job = _job_facts()
     try:
-        check_choices(HydraConfig.get().runtime.choices)
+        if job["sweep"]:  # a single run's choices were checked before its folder was made (preflight)
+            check_choices(HydraConfig.get().runtime.choices)
         record = run(cfg, run_dir, job)
     except KeyboardInterrupt:
         _interrupted(run_dir, Path(cfg.results_dir).absolute())

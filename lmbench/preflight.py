@@ -18,14 +18,15 @@ from lmbench.errors import UserError
 
 def check_choices(choices) -> None:
     """An optional group (``experiment``, ``recipe``) silently skips an option that does not exist;
-    refuse it instead, with the options that do."""
-    loader = GlobalHydra.instance().config_loader()
+    refuse it instead, with the options that do. (The loader's repository, asked directly, lists a
+    group without parsing overrides first: ~40 ms a group otherwise, a fifth of an n-gram run.)"""
+    repository = GlobalHydra.instance().config_loader().repository
     for group, choice in choices.items():
         if choice is None or group.startswith(("hydra/", "schema/")):
             continue
         folder, _, name = f"{group}/{choice}".rpartition("/")
-        if name not in loader.get_group_options(folder):
-            options = ", ".join(loader.get_group_options(group)) or "none"
+        if name not in repository.get_group_options(folder):
+            options = ", ".join(repository.get_group_options(group)) or "none"
             raise UserError(f"{group}={choice} does not exist (conf/{folder}/{name}.yaml not found); "
                             f"the {group} options are: {options}.")
 
