@@ -30,6 +30,7 @@ def test_word_tokens_are_whitespace_free_with_one_eos_per_line(text):
     assert tokens.count(EOS) == len(text.splitlines())
     assert all(t and not any(c.isspace() for c in t) for t in tokens if t != EOS)
     assert [t for t in tokens if t != EOS] == text.split()
+    assert len({id(t) for t in tokens if t != EOS}) == len(set(text.split()))  # one string per type
 
 
 @FUZZ
