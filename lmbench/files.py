@@ -47,10 +47,6 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text))
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda f: f.write(data), binary=True)
-
-
 def atomic_copy(source: Path, target: Path) -> None:
     """Copy ``source`` onto ``target`` atomically."""
     with open(source, "rb") as src:

@@ -8,7 +8,6 @@ which every run record carries, so "same data" is provable rather than assumed.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import zipfile
@@ -26,7 +25,7 @@ from lmbench.corpora import loaders, synthetic  # noqa: F401  (each module regis
 from lmbench.corpora.fetch import cache_dir, writable_cache
 from lmbench.corpora.raw import EOS, LOADERS, SPLITS, UNK, RawCorpus  # noqa: F401  (re-exported)
 from lmbench.errors import CorpusError
-from lmbench.files import atomic_write_bytes
+from lmbench.files import atomic_write
 
 log = logging.getLogger(__name__)
 PREPARE_VERSION = 1  # bump when tokenisation or encoding changes, to invalidate prepared caches
@@ -207,10 +206,9 @@ def _save_prepared(path: Path, corpus: Corpus) -> None:
         return
     header = {"name": corpus.name, "level": corpus.level, "chars": corpus.chars,
               "fingerprint": corpus.fingerprint, "meta": corpus.meta}
-    buffer = io.BytesIO()
-    np.savez(buffer, itos=np.array(corpus.vocab.itos), header=np.array(json.dumps(header)),
-             **corpus.splits)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write(path, lambda file: np.savez(file, itos=np.array(corpus.vocab.itos),
+                                             header=np.array(json.dumps(header)), **corpus.splits),
+                 binary=True)  # straight to the file: no in-memory copy of the splits
 
 
 def _load_prepared(path: Path) -> Corpus | None:
