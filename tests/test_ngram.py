@@ -99,7 +99,8 @@ def test_tables_do_not_depend_on_the_key_width():
 
 # few types, <unk> among them, so that some contexts are followed by the whole vocabulary
 lines = st.lists(st.lists(st.sampled_from(["a", "b", "c", "<unk>"]), max_size=7), min_size=1, max_size=10)
-smoothings = st.sampled_from([{"smoothing": "kn"}, {"smoothing": "katz", "katz_threshold": 1},
+smoothings = st.sampled_from([{"smoothing": "kn"}, {"smoothing": "kn_backoff"},
+                              {"smoothing": "katz", "katz_threshold": 1},
                               {"smoothing": "katz", "katz_threshold": 3}, {"smoothing": "katz"},
                               {"smoothing": "add_k", "add_k": 0.0}, {"smoothing": "add_k", "add_k": 0.5}])
 
@@ -193,6 +194,30 @@ def test_katz_follows_its_definition(small_synthetic):
         alpha = (1 - sum(expected.values())) / (1 - sum(p1[w] for w in seen))
         expected = [expected.get(w, alpha * p1[w]) for w in range(vocab)]
         np.testing.assert_allclose(np.exp(model.lm.distribution([h])), expected, rtol=1e-9)
+
+
+def test_backoff_kneser_ney_follows_its_definition(small_synthetic):
+    """Back-off Kneser-Ney written out for a bigram: a seen bigram keeps only its discounted count,
+    an unseen one gets the Kneser-Ney unigram (the interpolated model's) times the context's weight."""
+    from collections import Counter
+
+    model, stats = build(small_synthetic, "stream", order=2, smoothing="kn_backoff")
+    interpolated, _ = build(small_synthetic, "stream", order=2, smoothing="kn")
+    train = small_synthetic.train.tolist()
+    vocab, bos = len(small_synthetic.vocab), len(small_synthetic.vocab)
+    bigrams = Counter(zip([bos] + train[:-1], train))
+    d = [0.0, *stats["ngram"]["estimates"][1]["discounts"]]
+    assert not stats["ngram"]["estimates"][1]["fallback"] and all(0 < x < 1.5 for x in d[1:])
+    p1 = np.exp(interpolated.lm.distribution([]))
+    np.testing.assert_allclose(np.exp(model.lm.distribution([])), p1, rtol=1e-12)
+    for h, _ in Counter(train).most_common(5):
+        seen = {w: c for (a, w), c in bigrams.items() if a == h}
+        total = sum(seen.values())
+        expected = {w: (c - d[min(c, 3)]) / total for w, c in seen.items()}
+        alpha = (1 - sum(expected.values())) / (1 - sum(p1[w] for w in seen))
+        expected = [expected.get(w, alpha * p1[w]) for w in range(vocab)]
+        np.testing.assert_allclose(np.exp(model.lm.distribution([h])), expected, rtol=1e-9)
+        assert not np.allclose(np.exp(interpolated.lm.distribution([h])), expected, rtol=1e-3)
 
 
 def test_stream_protocol_carries_context_across_lines():

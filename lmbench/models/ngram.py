@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 class Smoothing(Choice):
     kn = "kn"  # interpolated modified Kneser-Ney
+    kn_backoff = "kn_backoff"  # back-off modified Kneser-Ney (no interpolation with lower orders)
     katz = "katz"  # Katz backoff with Good-Turing discounts
     add_k = "add_k"  # additive smoothing of the top order
 
@@ -89,8 +90,8 @@ class Ngram:
                 f"model.order={self.cfg.order} is more than the training data supports: no "
                 f"{protocol}-protocol segment of corpus {corpus.name} has {self.cfg.order - 1} "
                 "tokens, so no n-gram of that order exists. Lower model.order.")
-        if self.smoothing == "kn":
-            self.lm, report = kneser_ney(tables, list(self.cfg.discount_fallback))
+        if self.smoothing in ("kn", "kn_backoff"):
+            self.lm, report = kneser_ney(tables, list(self.cfg.discount_fallback), self.smoothing == "kn")
         elif self.smoothing == "katz":
             self.lm, report = katz(tables, self.cfg.katz_threshold)
         else:

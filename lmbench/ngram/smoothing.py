@@ -1,4 +1,5 @@
-"""From n-gram counts to a backoff model: modified Kneser-Ney, Katz and add-k smoothing.
+"""From n-gram counts to a backoff model: modified Kneser-Ney (interpolated or back-off), Katz and
+add-k smoothing.
 
 Each function takes the tables of ``tables.count`` and returns a ``BackoffLM`` plus one report
 per order (its discounts, and whether they are the fallback). Everything is a bincount or a
@@ -51,12 +52,18 @@ def kn_discounts(counts: np.ndarray) -> np.ndarray | None:
     return np.concatenate([[0.0], d]) if np.all((d > 0) & (d <= k)) else None
 
 
-def kneser_ney(tables: list[Table], fallback: list[float]) -> tuple[BackoffLM, list[dict]]:
+def kneser_ney(tables: list[Table], fallback: list[float],
+               interpolate: bool = True) -> tuple[BackoffLM, list[dict]]:
     """Interpolated modified Kneser-Ney exactly as KenLM's ``lmplz`` estimates it; the unigram
     level is interpolated with the uniform distribution over the vocabulary (``<s>`` excluded).
     KenLM always adds its own zero-count ``<unk>``: where the corpus's ``<unk>`` is a trained word
     (PTB), KenLM's uniform share is spread over one type more than ours, which moves PTB's test
     perplexity by about 1e-6 (relative); with the same vocabulary the two agree to float32.
+
+    ``interpolate=False`` is back-off Kneser-Ney (Kneser & Ney 1995; Chen & Goodman's "backoff"
+    variant, the n-grams of Bengio et al.'s Brown table): a seen n-gram gets only its discounted
+    count, an unseen one the lower order's probability times a weight that makes the context sum
+    to one. Discounts and continuation counts are the same.
 
     An order whose discounts are invalid uses ``fallback`` (KenLM's ``--discount_fallback``)."""
     width = len(tables[0].keys)
@@ -80,11 +87,31 @@ def kneser_ney(tables: list[Table], fallback: list[float]) -> tuple[BackoffLM, l
             totals = _per_context(table, width, c, len(tables[n - 2].keys))
             freed = _per_context(table, width, discount, len(totals))
             gamma = np.divide(freed, totals, out=np.ones_like(totals), where=totals > 0)
-            prefix = table.keys // width
-            p = (c - discount) / totals[prefix] + gamma[prefix] * probs[-1][table.suffix]
-            log_bo.append(np.log(gamma))
+            prefix, lower = table.keys // width, probs[-1][table.suffix]
+            if interpolate:
+                p = (c - discount) / totals[prefix] + gamma[prefix] * lower
+                log_bo.append(np.log(gamma))
+            else:
+                p, alpha = _backoff_level(c - discount, prefix, totals, gamma, lower, vocab)
+                log_bo.append(_log(alpha))
         probs.append(p)
     return BackoffLM([t.keys for t in tables], [_log(p) for p in probs], log_bo), report
+
+
+def _backoff_level(kept: np.ndarray, prefix: np.ndarray, totals: np.ndarray, freed: np.ndarray,
+                   lower: np.ndarray, vocab: int) -> tuple[np.ndarray, np.ndarray]:
+    """Back-off Kneser-Ney for one order: each seen n-gram's discounted count ``kept`` over its
+    context's total, and each context's weight on the order below, the ``freed`` share of its mass
+    over the lower-order mass of the words it does not keep. A discount can take a whole count
+    (D3+ = 3 on tiny data): that n-gram backs off like an unseen one. A context keeping every word
+    of the vocabulary has nothing to back off to: its discounted counts are renormalised instead."""
+    contexts = len(totals)
+    keeps = kept > 0
+    complete = np.bincount(prefix, weights=keeps, minlength=contexts) == vocab
+    denominator = np.where(complete, np.bincount(prefix, weights=kept, minlength=contexts), totals)
+    room = 1 - np.bincount(prefix, weights=lower * keeps, minlength=contexts)
+    alpha = np.divide(freed, room, out=np.ones(contexts), where=~complete & (totals > 0))
+    return np.where(keeps, kept / denominator[prefix], alpha[prefix] * lower), alpha
 
 
 # ---------------------------------------------------------------- Katz
