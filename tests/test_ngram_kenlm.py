@@ -114,7 +114,8 @@ def kenlm_scores(path, corpus, protocol):
 
 @needs_reference
 @pytest.mark.parametrize("smoothing, order, protocol", [
-    ("kn", 5, "sentence"), ("katz", 4, "sentence"), ("add_k", 3, "sentence"), ("kn", 3, "stream")])
+    ("kn", 5, "sentence"), ("kn_backoff", 4, "sentence"), ("katz", 4, "sentence"), ("add_k", 3, "sentence"),
+    ("kn", 3, "stream")])
 def test_kenlm_reads_our_arpa_with_the_same_scores(ptb2k, tmp_path, smoothing, order, protocol):
     model, _ = fit(ptb2k, protocol, order=order, smoothing=smoothing)
     path = write_arpa(model.lm, ptb2k.vocab.itos, ptb2k.line_end, tmp_path / "model.arpa")
