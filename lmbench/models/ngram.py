@@ -38,6 +38,15 @@ class Smoothing(Choice):
     add_k = "add_k"  # additive smoothing of the top order
 
 
+# model.smoothing -> the estimator that turns count tables into a backoff model (and its report)
+ESTIMATORS = {
+    "kn": lambda tables, cfg: kneser_ney(tables, list(cfg.discount_fallback)),
+    "kn_backoff": lambda tables, cfg: kneser_ney(tables, list(cfg.discount_fallback), interpolate=False),
+    "katz": lambda tables, cfg: katz(tables, cfg.katz_threshold),
+    "add_k": lambda tables, cfg: add_k(tables, float(cfg.add_k)),
+}
+
+
 @dataclass
 class NgramConfig(ModelConfig):
     name: str = "ngram"
@@ -90,12 +99,7 @@ class Ngram:
                 f"model.order={self.cfg.order} is more than the training data supports: no "
                 f"{protocol}-protocol segment of corpus {corpus.name} has {self.cfg.order - 1} "
                 "tokens, so no n-gram of that order exists. Lower model.order.")
-        if self.smoothing in ("kn", "kn_backoff"):
-            self.lm, report = kneser_ney(tables, list(self.cfg.discount_fallback), self.smoothing == "kn")
-        elif self.smoothing == "katz":
-            self.lm, report = katz(tables, self.cfg.katz_threshold)
-        else:
-            self.lm, report = add_k(tables, float(self.cfg.add_k))
+        self.lm, report = ESTIMATORS[self.smoothing](tables, self.cfg)
         self.lm.prepare()
         self.train_counts = tables[0].counts
         orders = [{"order": n, "ngrams": size, "bytes": nbytes}
