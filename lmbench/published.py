@@ -63,8 +63,9 @@ def judge_relative(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def orderings() -> dict:
-    """The published orderings the report checks, per experiment (``conf/orderings.yaml``)."""
+def orderings() -> dict[str, list[dict]]:
+    """The published orderings the report checks, per experiment (``conf/orderings.yaml``): each a
+    ``rows`` label, a ``source`` and an ``order``."""
     path = paths.conf_dir() / "orderings.yaml"
     return OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else {}
 

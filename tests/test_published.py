@@ -127,8 +127,9 @@ def test_a_goal_relative_to_other_rows_is_judged_against_the_best_of_them():
 def test_every_row_of_a_published_ordering_is_a_row_of_its_table(experiment):
     rows = {compose_config(f"recipe={r}").published.row for r in RECIPES
             if r.startswith(TABLES[experiment] + "/")}
-    ordered = [row for group in published.orderings()[experiment]["order"] for row in group]
-    assert set(ordered) <= rows and len(ordered) == len(set(ordered))
+    for spec in published.orderings()[experiment]:
+        ordered = [row for group in spec["order"] for row in group]
+        assert set(ordered) <= rows and len(ordered) == len(set(ordered)) and spec["rows"] and spec["source"]
 
 
 def test_a_published_ordering_needs_each_adjacent_pair_in_order_and_significantly_apart():

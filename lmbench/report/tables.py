@@ -217,23 +217,23 @@ def _ordering_lines(published: pd.DataFrame, pair_rows: pd.DataFrame) -> list[st
     """Whether the rows of each published table on this corpus keep the table's published ordering."""
     lines, known = [], orderings()
     for experiment, rows in published.groupby("experiment"):
-        spec = known.get(experiment)
-        if not spec:
-            continue
         label = dict(zip(rows.row, rows.model))
         ours = {row: x for row, x in zip(rows.row, rows.ours) if not _missing(x)}
-        verdict = check_order(spec["order"], ours,
-                              lambda a, b, label=label: _pair(pair_rows, label[a], label[b]))
-        chain = " < ".join(" / ".join(group) for group in spec["order"])
-        problems = [f"{p['better']} ({ours[p['better']]:.4g}) is not below {p['worse']} "
-                    f"({ours[p['worse']]:.4g})" for p in verdict["pairs"] if not p["in_order"]]
-        problems += [f"{p['better']} vs {p['worse']} not significantly apart "
-                     f"({'no paired test' if p['p_value'] is None else 'p ' + _p_words(p['p_value'])})"
-                     for p in verdict["pairs"] if p["in_order"] and not p["significant"]]
-        result = "**kept**, every adjacent pair significantly apart" if verdict["holds"] else \
-            "**not kept**: " + "; ".join(problems)
-        missing = f" Not run yet: {', '.join(verdict['missing'])}." if verdict["missing"] else ""
-        lines.append(f"Published ordering, {chain} ({spec['source']}): {result}.{missing}")
+        for spec in known.get(experiment, []):
+            verdict = check_order(spec["order"], ours,
+                                  lambda a, b, label=label: _pair(pair_rows, label[a], label[b]))
+            chain = " < ".join(" / ".join(group) for group in spec["order"])
+            problems = [f"{p['better']} ({ours[p['better']]:.4g}) is not below {p['worse']} "
+                        f"({ours[p['worse']]:.4g})" for p in verdict["pairs"] if not p["in_order"]]
+            problems += [f"{p['better']} vs {p['worse']} not significantly apart "
+                         f"({'no paired test' if p['p_value'] is None else 'p ' + _p_words(p['p_value'])})"
+                         for p in verdict["pairs"] if p["in_order"] and not p["significant"]]
+            so_far = " so far" if verdict["missing"] else ""
+            result = f"**kept{so_far}**, every adjacent pair significantly apart" if verdict["holds"] else \
+                "**not kept**: " + "; ".join(problems)
+            missing = f" Not run yet: {'; '.join(verdict['missing'])}." if verdict["missing"] else ""
+            lines.append(f"Published ordering over {spec['rows']}, {chain} ({spec['source']}): "
+                         f"{result}.{missing}")
     return lines
 
 
