@@ -38,7 +38,7 @@ def experiment_mode(name: str) -> str | None:
 
 def declared_mode(hydra_app: Hydra, config_name: str | None, overrides: list[str]) -> RunMode | None:
     """``hydra.mode`` read where lmbench declares it, the command line or an experiment file, instead
-    of Hydra composing the whole config once only to read it (hydra#3440: ~0.2 s of every command).
+    of Hydra composing the whole config once only to read it (hydra#3440: ~0.08 s of every command).
     Anything else is left to Hydra; tests/test_startup.py checks both agree on every experiment."""
     values = dict(o.split("=", 1) for o in overrides if "=" in o)
     experiments = {"", *(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))}
@@ -50,7 +50,8 @@ def declared_mode(hydra_app: Hydra, config_name: str | None, overrides: list[str
         return None
     return RunMode[mode] if mode in RunMode.__members__ else _composed_mode(hydra_app, config_name, overrides)
 
-Hydra.get_mode = declared_mode
+
+Hydra.get_mode = declared_mode  # what @hydra.main asks before it composes the config
 
 
 def _job_facts() -> dict:

@@ -28,6 +28,8 @@ config.register_all()
 # ---------------------------------------------------------------- the sizes tests run at
 # A job of seconds: 3,000 synthetic tokens, one epoch, a short bootstrap (conf/debug/tiny.yaml).
 TINY = ["debug=tiny"]
+RECIPES = sorted(p.relative_to(ROOT / "conf" / "recipe").with_suffix("").as_posix()
+                 for p in (ROOT / "conf" / "recipe").rglob("*.yaml"))  # every recipe=, as ptb/kn5
 # Networks 8 wide, for a TINY job of a neural family that only has to run, not to learn.
 TINY_NETWORKS = {
     "fnn": ["model.emb_size=8", "model.hidden_size=8"],

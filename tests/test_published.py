@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ROOT, compose_config
+from conftest import RECIPES, ROOT, compose_config
 from omegaconf import OmegaConf
 
 from lmbench import published
 from lmbench.config import validate
 from lmbench.jobs import JOB_NAME, config_hash, settings_hash
 
-RECIPES = sorted(p.relative_to(ROOT / "conf" / "recipe").with_suffix("").as_posix()
-                 for p in (ROOT / "conf" / "recipe").rglob("*.yaml"))
 TABLES = {"ptb_table": "ptb", "bengio_brown": "brown", "char_shakespeare": "shakespeare"}
 
 

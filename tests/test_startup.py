@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ROOT
+from conftest import RECIPES, ROOT
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -11,8 +11,6 @@ import lmbench.__main__ as app
 from lmbench.paths import conf_dir
 
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
-RECIPES = sorted(p.relative_to(ROOT / "conf" / "recipe").with_suffix("").as_posix()
-                 for p in (ROOT / "conf" / "recipe").rglob("*.yaml"))
 COMMANDS = [[], ["model=lstm"], ["hydra.mode=MULTIRUN"], ["experiment=ptb_table", "hydra.mode=RUN"],
             ["+experiment=compare"], *([f"experiment={e}"] for e in EXPERIMENTS),
             *([f"recipe={r}"] for r in RECIPES)]

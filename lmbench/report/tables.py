@@ -214,27 +214,30 @@ def findings(group: Group, summary: pd.DataFrame, pair_rows: pd.DataFrame, floor
 
 
 def _ordering_lines(published: pd.DataFrame, pair_rows: pd.DataFrame) -> list[str]:
-    """Whether the rows of each published table on this corpus keep the table's published ordering."""
+    """Whether the rows of each published table on this corpus keep the table's published orderings."""
     lines, known = [], orderings()
     for experiment, rows in published.groupby("experiment"):
         label = dict(zip(rows.row, rows.model))
         ours = {row: x for row, x in zip(rows.row, rows.ours) if not _missing(x)}
-        for spec in known.get(experiment, []):
-            verdict = check_order(spec["order"], ours,
-                                  lambda a, b, label=label: _pair(pair_rows, label[a], label[b]))
-            chain = " < ".join(" / ".join(group) for group in spec["order"])
-            problems = [f"{p['better']} ({ours[p['better']]:.4g}) is not below {p['worse']} "
-                        f"({ours[p['worse']]:.4g})" for p in verdict["pairs"] if not p["in_order"]]
-            problems += [f"{p['better']} vs {p['worse']} not significantly apart "
-                         f"({'no paired test' if p['p_value'] is None else 'p ' + _p_words(p['p_value'])})"
-                         for p in verdict["pairs"] if p["in_order"] and not p["significant"]]
-            so_far = " so far" if verdict["missing"] else ""
-            result = f"**kept{so_far}**, every adjacent pair significantly apart" if verdict["holds"] else \
-                "**not kept**: " + "; ".join(problems)
-            missing = f" Not run yet: {'; '.join(verdict['missing'])}." if verdict["missing"] else ""
-            lines.append(f"Published ordering over {spec['rows']}, {chain} ({spec['source']}): "
-                         f"{result}.{missing}")
+        lines += [_ordering_line(spec, ours, lambda a, b, label=label: _pair(pair_rows, label[a], label[b]))
+                  for spec in known.get(experiment, [])]
     return lines
+
+
+def _ordering_line(spec: dict, ours: dict[str, float], pair) -> str:
+    """One ordering of ``conf/orderings.yaml`` checked against our figures (``pair``: the paired test)."""
+    verdict = check_order(spec["order"], ours, pair)
+    chain = " < ".join(" / ".join(group) for group in spec["order"])
+    problems = [f"{p['better']} ({ours[p['better']]:.4g}) is not below {p['worse']} "
+                f"({ours[p['worse']]:.4g})" for p in verdict["pairs"] if not p["in_order"]]
+    problems += [f"{p['better']} vs {p['worse']} not significantly apart "
+                 f"({'no paired test' if p['p_value'] is None else 'p ' + _p_words(p['p_value'])})"
+                 for p in verdict["pairs"] if p["in_order"] and not p["significant"]]
+    so_far = " so far" if verdict["missing"] else ""
+    result = f"**kept{so_far}**, every adjacent pair significantly apart" if verdict["holds"] else \
+        "**not kept**: " + "; ".join(problems)
+    missing = f" Not run yet: {'; '.join(verdict['missing'])}." if verdict["missing"] else ""
+    return f"Published ordering over {spec['rows']}, {chain} ({spec['source']}): {result}.{missing}"
 
 
 def _best_line(group: Group, summary: pd.DataFrame, pair_rows: pd.DataFrame) -> str:
