@@ -77,18 +77,18 @@ def keep_freed_memory(keep: bool = True) -> None:
 
 
 @contextmanager
-def freed_memory_returned():
-    """glibc's defaults while scoring: its (tokens x vocabulary) blocks change size from chunk to
-    chunk, and a heap that keeps freed memory fragments under them (a validation pass of the PTB
-    LSTM grew the process from 0.6 to 3.4 GB); training's setting comes back afterwards."""
-    kept = _keeping_freed_memory
-    if kept:
-        keep_freed_memory(False)
+def freed_memory(keep: bool):
+    """glibc keeping freed memory (or returning it) inside the block, the setting before it after.
+    An n-gram's fit keeps it: it allocates and frees arrays of every n-gram over and over. Scoring
+    returns it: its (tokens x vocabulary) blocks change size from chunk to chunk, and a heap that
+    keeps freed memory fragments under them (a validation pass of the PTB LSTM grew the process
+    from 0.6 to 3.4 GB)."""
+    before = _keeping_freed_memory
+    keep_freed_memory(keep)
     try:
         yield
     finally:
-        if kept:
-            keep_freed_memory(True)
+        keep_freed_memory(before)
 
 
 def _processor(device: torch.device) -> str:

@@ -97,6 +97,16 @@ def test_tables_do_not_depend_on_the_key_width():
         assert np.array_equal(a.keys % 65, b.keys % 2**22) and b.keys.max() > 2**31
 
 
+@settings(max_examples=200, deadline=None)
+@given(keys=st.lists(st.integers(0, 2**63 - 1) | st.integers(0, 50), max_size=40))
+def test_sort_with_order_sorts_keys_of_any_size(keys):
+    """Packed with their positions while both fit in 63 bits, by argsort past that: the same sort."""
+    keys = np.array(keys, dtype=np.int64)
+    ordered, order = tables.sort_with_order(keys)
+    assert ordered.tolist() == sorted(keys.tolist())
+    assert sorted(order.tolist()) == list(range(len(keys))) and np.array_equal(keys[order], ordered)
+
+
 # few types, <unk> among them, so that some contexts are followed by the whole vocabulary
 lines = st.lists(st.lists(st.sampled_from(["a", "b", "c", "<unk>"]), max_size=7), min_size=1, max_size=10)
 smoothings = st.sampled_from([{"smoothing": "kn"}, {"smoothing": "kn_backoff"},

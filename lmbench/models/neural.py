@@ -24,7 +24,7 @@ from torch import nn
 
 from lmbench.corpora import Corpus
 from lmbench.errors import UserError
-from lmbench.hardware import freed_memory_returned
+from lmbench.hardware import freed_memory
 from lmbench.models.base import FitSettings
 
 
@@ -124,7 +124,7 @@ class NeuralModel:
 
     def log_probs(self, tokens: np.ndarray, starts: np.ndarray, batch_size: int) -> np.ndarray:
         self.net.eval()
-        with torch.inference_mode(), freed_memory_returned():
+        with torch.inference_mode(), freed_memory(keep=False):
             return self._score(np.asarray(tokens, dtype=np.int64), segments(len(tokens), starts),
                                batch_size)
 

@@ -21,6 +21,7 @@ from lmbench.config import Choice, ModelConfig
 from lmbench.corpora import Corpus
 from lmbench.errors import UserError
 from lmbench.evaluate import line_end
+from lmbench.hardware import freed_memory
 from lmbench.models import register
 from lmbench.models.base import FitSettings
 from lmbench.ngram.arpa import write_arpa
@@ -93,14 +94,15 @@ class Ngram:
         protocol = settings.protocol
         self.sentence = protocol == "sentence"
         chunks = pieces(corpus.chunks("train", CHUNK), line_end(corpus, protocol), self.vocab_size)
-        tables = count(chunks, self.cfg.order, self.vocab_size + 1)
-        if len(tables[-1].keys) == 0:
-            raise UserError(
-                f"model.order={self.cfg.order} is more than the training data supports: no "
-                f"{protocol}-protocol segment of corpus {corpus.name} has {self.cfg.order - 1} "
-                "tokens, so no n-gram of that order exists. Lower model.order.")
-        self.lm, report = ESTIMATORS[self.smoothing](tables, self.cfg)
-        self.lm.prepare()
+        with freed_memory(keep=True):  # arrays as long as an order come and go: reuse their pages
+            tables = count(chunks, self.cfg.order, self.vocab_size + 1)
+            if len(tables[-1].keys) == 0:
+                raise UserError(
+                    f"model.order={self.cfg.order} is more than the training data supports: no "
+                    f"{protocol}-protocol segment of corpus {corpus.name} has {self.cfg.order - 1} "
+                    "tokens, so no n-gram of that order exists. Lower model.order.")
+            self.lm, report = ESTIMATORS[self.smoothing](tables, self.cfg)
+            self.lm.prepare()
         self.train_counts = tables[0].counts
         orders = [{"order": n, "ngrams": size, "bytes": nbytes}
                   for n, (size, nbytes) in enumerate(zip(self.lm.entries(), self.lm.nbytes()), 1)]
