@@ -51,17 +51,21 @@ class BackoffLM:
         return len(self.keys[0])
 
     def score(self, stream: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """Natural-log probability of ``stream[p]`` given the stream before it, for each ``p``."""
+        """Natural-log probability of ``stream[p]`` given the stream before it, for each ``p``: the
+        ARPA rule unrolled, the probability of the longest stored n-gram ending at ``p`` plus the
+        backoffs of the stored contexts ending at ``p - 1`` that are longer than its context. Only
+        those are read, so each position costs one probability and a backoff per missing order."""
         ids = lookup(self.index, stream, self.width)
-        log_p = self.log_p[0][stream[positions]]
-        before = positions - 1
-        for n in range(1, self.order):  # refine from order n to order n + 1
-            context = ids[n - 1][before]
-            seen = context >= 0
-            log_p[seen] += self.log_bo[n - 1][context[seen]]  # backed off unless found below
-            here = ids[n][positions]
-            found = here >= 0
-            log_p[found] = self.log_p[n][here[found]]
+        here = [found[positions] for found in ids]  # per order, the n-gram ending at each position
+        longest = sum(found >= 0 for found in here)  # lookup finds orders 1..longest, no gaps
+        log_p = np.empty(len(positions))
+        for n, found in enumerate(here):
+            at = np.flatnonzero(longest == n + 1)
+            log_p[at] = self.log_p[n][found[at]]
+        for n in range(self.order - 1):  # the context of n + 1 tokens, backed off from where not found above
+            context = ids[n][positions - 1]
+            at = np.flatnonzero((longest <= n + 1) & (context >= 0))
+            log_p[at] += self.log_bo[n][context[at]]
         return log_p
 
     def log_probs(self, tokens: np.ndarray, starts: np.ndarray) -> np.ndarray:

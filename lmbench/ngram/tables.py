@@ -150,12 +150,15 @@ def sort_with_order(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def lookup(index: list[pd.Index], stream: np.ndarray, width: int) -> list[np.ndarray]:
     """For every order, the table index of the n-gram ending at each stream position, -1 if the
     model never saw it (or it would hold ``<s>`` past its first token). ``index`` holds each
-    order's keys, hashed."""
+    order's keys, hashed. An n-gram is looked up only where its first and last n-1 tokens were
+    found: every stored n-gram's prefix and suffix are stored too (``count`` counts them where it
+    occurs), so where either is missing it cannot be, and an order found at a position implies
+    every order below it."""
     ids = [np.asarray(stream, dtype=np.int64)]
     for table in index[1:]:
         prev = ids[-1]
         found = np.full(len(stream), -1, dtype=np.int64)
-        ends = np.flatnonzero(prev[:-1] >= 0) + 1
+        ends = np.flatnonzero((prev[:-1] >= 0) & (prev[1:] >= 0)) + 1
         if len(ends):
             found[ends] = table.get_indexer(prev[ends - 1] * width + stream[ends])
         ids.append(found)
