@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
+import platform
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -141,6 +144,35 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
     monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
     assert resolve_precision("auto", cpu) == "bf16"
     assert resolve_precision("auto", torch.device("mps")) == "fp32"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc tuning")
+def test_freed_memory_is_kept_only_inside_the_block():
+    """A freed 64 MB block stays in the process (its pages reused, not faulted in again) inside
+    ``freed_memory(keep=True)``, goes back to the system under ``keep=False``, and each block leaves
+    the setting it found. In a fresh process, as mallopt's thresholds outlive any test."""
+    script = """
+import numpy as np, psutil
+from lmbench import hardware
+def growth():
+    before = psutil.Process().memory_info().rss
+    block = np.ones(1 << 23)
+    del block
+    return (psutil.Process().memory_info().rss - before) / 2**20
+with hardware.freed_memory(keep=False):
+    returned = growth()
+with hardware.freed_memory(keep=True):
+    kept = growth()
+    with hardware.freed_memory(keep=False):
+        assert not hardware._keeping_freed_memory
+    assert hardware._keeping_freed_memory
+assert not hardware._keeping_freed_memory
+print(round(returned), round(kept))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    returned, kept = map(int, done.stdout.split())
+    assert returned < 8 and kept > 56
 
 
 def test_auto_threads_share_the_cores_among_running_jobs(tiny_word_corpus, tiny_text_dir, tmp_path,
