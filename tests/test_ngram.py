@@ -8,8 +8,10 @@ import logging
 import math
 import subprocess
 import sys
+from collections import Counter
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import compose_config
 from hypothesis import HealthCheck, given, settings
@@ -52,40 +54,112 @@ def contexts(lm) -> list[list[int]]:
     return found
 
 
-def plain_counts(stream: np.ndarray, n: int, bos: int) -> dict[tuple, int]:
+def plain_counts(stream: np.ndarray, n: int, bos: int) -> Counter:
     """Every n-gram ending at each position that holds ``<s>`` at most as its first token."""
-    grams = [tuple(stream[end - n + 1:end + 1]) for end in range(n - 1, len(stream))]
-    kept = [g for g in grams if bos not in g[1:] and (n > 1 or g[0] != bos)]
-    return {g: kept.count(g) for g in set(kept)}
+    grams = (tuple(stream[end - n + 1:end + 1].tolist()) for end in range(n - 1, len(stream)))
+    return Counter(g for g in grams if bos not in g[1:] and (n > 1 or g[0] != bos))
 
 
-@settings(max_examples=100, deadline=None)
-@given(tokens=st.lists(st.integers(0, 3), min_size=1, max_size=60),
-       cuts=st.lists(st.integers(0, 60), max_size=6), line_end=st.sampled_from([None, 0, 3]),
-       chunk=st.sampled_from([1, 2, 3, 5, 1 << 20]))
-def test_chunked_counting_finds_every_ngram_once_with_its_count_and_suffix(tokens, cuts, line_end, chunk):
-    """The tables, counted from chunks of any size padded one by one (segments and n-grams crossing
-    chunk boundaries), against a plain count of the padded stream; keys decode through the prefix
-    chain. Segments start at ``cuts``, or after every ``line_end`` (the sentence protocol)."""
-    tokens = np.array(tokens, dtype=np.int32)
-    spans = [(a, a + chunk) for a in range(0, len(tokens), chunk)]
-    if line_end is None and cuts:  # segments cut by hand: each chunk padded where they start in it
-        starts = np.unique([0] + [c for c in cuts if c < len(tokens)])
-        chunks = [tables.padded(tokens[a:b], starts[(starts >= a) & (starts < b)] - a, 4) for a, b in spans]
-    else:  # the stream protocol's one segment, or a segment after every line_end (sentence)
+def decoded(found: list[tables.Table], width: int) -> list[list[tuple]]:
+    """Per order above 1, each table entry's tokens, decoded through the prefix chain."""
+    orders, below = [], lambda i: (i,)
+    for table in found[1:]:
+        orders.append([below(k // width) + (k % width,) for k in table.keys.tolist()])
+        below = orders[-1].__getitem__
+    return orders
+
+
+@st.composite
+def segmented_streams(draw, max_tokens: int = 60):
+    """A token stream over a vocabulary of 2 to 5 million ids (a few of them used, spread over the
+    range, so n-grams repeat and packed keys pass 2**31), split into 1 to 4 counting pieces, in
+    segments cut by hand, after every line end (the sentence protocol), or one (the stream protocol).
+    Returns the pieces, the whole padded stream, the width (``<s>`` is ``width - 1``) and the order."""
+    vocab = draw(st.integers(2, 5_000_000), label="vocab")
+    used = draw(st.lists(st.integers(0, vocab - 1), min_size=1, max_size=5, unique=True), label="used")
+    tokens = np.array(draw(st.lists(st.sampled_from(used), min_size=1, max_size=max_tokens)), dtype=np.int32)
+    size = -(-len(tokens) // draw(st.integers(1, 4), label="pieces"))
+    spans = [(a, a + size) for a in range(0, len(tokens), size)]
+    protocol = draw(st.sampled_from(["cuts", "sentence", "stream"]), label="protocol")
+    if protocol == "cuts":  # segments cut by hand: each piece padded where they start in it
+        cuts = draw(st.lists(st.integers(0, len(tokens) - 1), max_size=6), label="cuts")
+        starts = np.unique([0, *cuts])
+        chunks = [tables.padded(tokens[a:b], starts[(starts >= a) & (starts < b)] - a, vocab)
+                  for a, b in spans]
+    else:
+        line_end = draw(st.sampled_from(used), label="line_end") if protocol == "sentence" else None
         ends = np.flatnonzero(tokens[:-1] == line_end) + 1 if line_end is not None else []
         starts = np.concatenate([[0], ends]).astype(np.int64)
-        chunks = tables.pieces((tokens[a:b] for a, b in spans), line_end, 4)
-    stream = tables.padded(tokens, starts, 4)
-    found = tables.count(chunks, 4, 5)
-    orders = [[(i,) for i in range(5)]]
-    for table in found[1:]:
-        orders.append([orders[-1][k // 5] + (k % 5,) for k in table.keys])
-        assert [orders[-2][i] for i in table.suffix] == [g[1:] for g in orders[-1]]
-    for n, (table, grams) in enumerate(zip(found, orders), start=1):
+        chunks = list(tables.pieces((tokens[a:b] for a, b in spans), line_end, vocab))
+    return chunks, tables.padded(tokens, starts, vocab), vocab + 1, draw(st.integers(1, 6), label="order")
+
+
+@settings(max_examples=400, deadline=None)
+@given(case=segmented_streams())
+def test_chunked_counting_finds_every_ngram_once_with_its_count_and_suffix(case):
+    """The tables, counted from 1 to 4 pieces padded one by one (segments and n-grams crossing
+    piece boundaries) over vocabularies up to 5M ids, against a Counter of the padded stream's
+    n-grams; keys decode through the prefix chain and suffixes to each n-gram's last n-1 tokens."""
+    chunks, stream, width, order = case
+    found = tables.count(chunks, order, width)
+    seen = np.flatnonzero(found[0].counts)
+    unigrams = dict(zip(((i,) for i in seen.tolist()), found[0].counts[seen].tolist()))
+    assert unigrams == plain_counts(stream, 1, width - 1)
+    orders = decoded(found, width)
+    for n, (table, grams) in enumerate(zip(found[1:], orders), start=2):
+        below = orders[n - 3].__getitem__ if n > 2 else lambda i: (i,)
+        assert [below(i) for i in table.suffix.tolist()] == [g[1:] for g in grams]
         assert np.all(np.diff(table.keys) > 0)
-        assert {g: c for g, c in zip(grams, table.counts) if c} == plain_counts(stream, n, 4)
-        assert table.bos.tolist() == [g[0] == 4 for g in grams]
+        assert dict(zip(grams, table.counts.tolist())) == plain_counts(stream, n, width - 1)
+        assert table.bos.tolist() == [g[0] == width - 1 for g in grams]
+
+
+@settings(max_examples=200, deadline=None)
+@given(case=segmented_streams(), data=st.data())
+def test_lookup_finds_each_ngram_where_it_ends(case, data):
+    """``lookup`` on a new stream of seen and unseen ids gives, per order and position, the table
+    index of the n-gram ending there, or -1 where training never saw it."""
+    chunks, stream, width, order = case
+    found = tables.count(chunks, order, width)
+    known = sorted(set(stream.tolist()) - {width - 1})
+    words = data.draw(st.lists(st.sampled_from(known + [0, width - 2]), min_size=1, max_size=30))
+    cuts = data.draw(st.lists(st.integers(0, len(words) - 1), max_size=4))
+    scored = tables.padded(np.array(words, dtype=np.int32), np.unique([0, *cuts]), width - 1)
+    ids = tables.lookup([pd.Index(t.keys) for t in found], scored, width)
+    for n, (grams, at) in enumerate(zip(decoded(found, width), ids[1:]), start=2):
+        index = {g: i for i, g in enumerate(grams)}
+        expected = [index.get(tuple(scored[p - n + 1:p + 1].tolist()), -1)
+                    if p >= n - 1 and width - 1 not in scored[p - n + 2:p + 1] else -1
+                    for p in range(len(scored))]
+        assert at.tolist() == expected
+
+
+def test_a_large_vocabulary_counted_in_pieces_gives_the_one_piece_tables():
+    """The issue's case in small: 1.3M types, keys past 2**31 from the second piece on."""
+    tokens = np.random.default_rng(0).integers(0, 1_300_000, 30_000).astype(np.int32)
+    whole, pieced = (tables.count(tables.pieces(np.array_split(tokens, k), None, 1_300_000), 3, 1_300_001)
+                     for k in (1, 7))
+    for a, b in zip(whole, pieced):
+        assert np.array_equal(a.keys, b.keys) and np.array_equal(a.counts, b.counts)
+        assert np.array_equal(a.suffix, b.suffix)
+
+
+@pytest.mark.parametrize("corrupt, problem", [
+    (lambda t: t[2].keys.__setitem__(1, t[2].keys[0]), "not distinct and sorted"),
+    (lambda t: t[2].keys.__setitem__(-1, len(t[1].keys) * 9 + 1), "prefix index is outside"),
+    (lambda t: t[1].suffix.__setitem__(0, 9), "suffix index is outside"),
+    (lambda t: t[2].suffix.__setitem__(0, t[2].suffix[1]), "does not end with its n-gram's word"),
+    (lambda t: t[2].counts.__setitem__(0, t[2].counts[0] + 1), "counts sum to"),
+])
+def test_a_corrupted_table_is_a_loud_error(corrupt, problem):
+    stream = tables.padded(np.array([0, 1, 2, 0, 1, 3, 2, 2, 1], dtype=np.int32), np.array([0, 4]), 8)
+    found = tables.count([stream], 3, 9)
+    segments = tables.Segments(3)
+    segments.add(stream == 8)
+    tables.check(found, segments.occurrences())
+    corrupt(found)
+    with pytest.raises(tables.TableError, match=problem):
+        tables.check(found, segments.occurrences())
 
 
 def test_tables_do_not_depend_on_the_key_width():

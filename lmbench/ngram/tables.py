@@ -79,7 +79,8 @@ def pieces(chunks: Iterable[np.ndarray], line_end: int | None, bos: int) -> Iter
 
 def count(pieces: Iterable[np.ndarray], order: int, width: int) -> list[Table]:
     """Tables of orders 1..``order`` of a padded stream (``width - 1`` is ``<s>``) given in
-    consecutive pieces, so that only one piece's per-position arrays exist at a time.
+    consecutive pieces, so that only one piece's per-position arrays exist at a time. The tables
+    are checked (``check``) before they are returned: a corrupted table is an error, never a model.
 
     An order's table may be empty when no segment is long enough; the caller decides what that means.
     """
@@ -89,16 +90,18 @@ def count(pieces: Iterable[np.ndarray], order: int, width: int) -> list[Table]:
     counts = [np.zeros(0, dtype=np.int64) for _ in seen]
     suffix = [[] for _ in seen]  # per order above 1, by first appearance: its last n-1 tokens' index below
     last = [-1] * order  # per order, the index of the n-gram ending just before the piece
+    segments = Segments(order)
     for piece in pieces:
         unigrams += np.bincount(piece, minlength=width)
-        ids, word = piece, piece.astype(np.int64)
+        segments.add(piece == bos)
+        ids = word = piece.astype(np.int64)
         for n in range(order - 1):  # the order n + 2 index of each position's n-gram from the n + 1
-            prefix = np.concatenate([[last[n]], ids[:-1]])  # int64
-            last[n] = ids[-1]
+            below_size = len(counts[n - 1]) if n else width
+            prefix = prefixes(ids, last[n], below_size, width)
+            last[n] = int(ids[-1])
             packed = np.where((prefix < 0) | (word == bos), -1, prefix * width + word)
             below, ids = ids, seen[n].factorize(packed, na_sentinel=-1, na_value=-1)
             known = len(counts[n])
-            below_size = len(counts[n - 1]) if n else width
             new = ids >= known  # the n-grams first seen in this piece (-1, none, is below)
             suffixes = np.empty(seen[n].get_count() - known, dtype=index_type(below_size))
             suffixes[ids[new] - known] = below[new]  # the same at each occurrence of an n-gram
@@ -109,7 +112,77 @@ def count(pieces: Iterable[np.ndarray], order: int, width: int) -> list[Table]:
     unigrams[bos] = 0  # <s> is context only
     found = [keys.uniques.to_array() for keys in seen]
     del seen  # the hash tables
-    return ranked(unigrams, found, counts, [np.concatenate(parts) for parts in suffix], width)
+    tables = ranked(unigrams, found, counts, [np.concatenate(parts) for parts in suffix], width)
+    check(tables, segments.occurrences())
+    return tables
+
+
+def prefixes(ids: np.ndarray, before: int, below_size: int, width: int) -> np.ndarray:
+    """The index of the n-gram ending one position earlier (``before`` for the first), as int64: a
+    prefix times ``width`` is a key, which must fit 63 bits (int32 ids would wrap past 2**31)."""
+    if below_size > MAX_KEY // width:
+        raise TableError(f"{below_size:,} distinct n-grams of one order times a width of {width:,} do "
+                         "not fit a 63-bit key; lower model.order or the vocabulary.")
+    prefix = np.empty(len(ids), dtype=np.int64)
+    prefix[0], prefix[1:] = before, ids[:-1]
+    return prefix
+
+
+MAX_KEY = 2**63 - 1
+
+
+class TableError(RuntimeError):
+    """Counting produced tables that break their invariants (or would overflow a key): a bug or a
+    limit of lmbench, reported rather than turned into a model with wrong probabilities."""
+
+
+class Segments:
+    """The n-gram occurrences a padded stream must yield per order, counted apart from the tables:
+    a segment of m positions (its ``<s>`` included) holds m - n + 1 n-grams of each order n >= 2
+    (a stream's first segment may lack its ``<s>``: the same count; an empty one holds none)."""
+
+    def __init__(self, order: int):
+        self.order, self.open, self.lengths = order, 0, []
+
+    def add(self, is_bos: np.ndarray) -> None:
+        """One piece, given where its ``<s>`` are."""
+        starts = np.flatnonzero(is_bos)
+        if len(starts) == 0:
+            self.open += len(is_bos)
+            return
+        self.lengths.append(np.diff(starts, prepend=-self.open))  # the open one ends at the first
+        self.open = len(is_bos) - starts[-1]
+
+    def occurrences(self) -> np.ndarray:
+        """Per order 2..``order``, the number of n-gram occurrences."""
+        lengths = np.concatenate(self.lengths + [[self.open]]).astype(np.int64)
+        return np.array([np.maximum(lengths - n + 1, 0).sum() for n in range(2, self.order + 1)])
+
+
+def check(tables: list[Table], occurrences: np.ndarray) -> None:
+    """Raise ``TableError`` unless, per order above 1, the keys are distinct and sorted, no key holds
+    ``<s>`` past its first token, every prefix and suffix index lies in the order below, every
+    suffix ends with its n-gram's word, and the counts sum to the n-gram occurrences of the stream.
+    A handful of passes over each table: cheap beside counting, and what would have caught a key
+    overflow."""
+    width = len(tables[0].keys)
+    for n, (table, below, expected) in enumerate(zip(tables[1:], tables, occurrences), start=2):
+        keys, words, problem = table.keys, table.keys % width, None
+        if len(keys) and not (keys[0] >= 0 and np.all(keys[1:] > keys[:-1])):
+            problem = "keys are not distinct and sorted"
+        elif len(keys) and keys[-1] // width >= len(below.keys):
+            problem = "a prefix index is outside the order below"
+        elif np.any(words == width - 1):
+            problem = "a key holds <s> past its first token"
+        elif len(keys) and not (table.suffix.min() >= 0 and table.suffix.max() < len(below.keys)):
+            problem = "a suffix index is outside the order below"
+        elif not np.array_equal(below.keys[table.suffix] % width if n > 2 else table.suffix, words):
+            problem = "a suffix does not end with its n-gram's word"
+        elif (len(keys) and table.counts.min() < 1) or table.counts.sum() != expected:
+            problem = f"counts sum to {table.counts.sum():,}, not the stream's {expected:,} {n}-grams"
+        if problem:
+            raise TableError(f"the order-{n} n-gram table is corrupted ({problem}); this is a bug in "
+                             "lmbench's counting: please report it with the corpus size and vocabulary.")
 
 
 def ranked(unigrams: np.ndarray, keys: list[np.ndarray], counts: list[np.ndarray],
