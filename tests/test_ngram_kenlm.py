@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import math
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -160,3 +161,85 @@ def test_ptb_sentence_perplexity_matches_kenlm(tmp_path):
         lm, _ = kneser_ney(count([train], order, width), [0.5, 1.0, 1.5])
         log_p = lm.log_probs(corpus.test, resets(corpus, "test", "sentence"))
         assert math.exp(-log_p.mean()) == pytest.approx(ppl, rel=1e-7)
+
+
+# ---------------------------------------------------------------- at scale: a wide vocabulary, many pieces
+def phrase_text(rng: np.random.Generator, lines: int, phrases: list[list[int]]) -> str:
+    """Lines of up to four parts, each a phrase of a shared pool (Zipf-chosen, so n-grams up to
+    order 6 repeat) or one to three free words, most of them drawn from 3M rare ids (a wide tail)."""
+    out = []
+    for _ in range(lines):
+        parts = []
+        for _ in range(rng.integers(1, 5)):
+            if rng.random() < 0.5:
+                parts += phrases[min(rng.zipf(1.3), len(phrases)) - 1]
+            else:
+                parts += words(rng, rng.integers(1, 4), rare=0.8)
+        out.append(" ".join(f"w{i}" for i in parts) + "\n")
+    return "".join(out)
+
+
+def words(rng: np.random.Generator, n: int, rare: float) -> list[int]:
+    return np.where(rng.random(n) < rare, rng.integers(10**6, 4 * 10**6, n), rng.zipf(1.15, n)).tolist()
+
+
+@pytest.fixture(scope="module")
+def wide_text(tmp_path_factory):
+    """511,599 training words of 134,598 types (valid and test: 2,000 lines each, OOVs included),
+    generated with a fixed seed; with ``CHUNK`` at 2**15 the training split is counted in 17 pieces."""
+    folder = tmp_path_factory.mktemp("wide")
+    rng = np.random.default_rng(0)
+    phrases = [words(rng, rng.integers(2, 7), rare=0.1) for _ in range(20_000)]
+    for split, lines in (("train", 60_000), ("valid", 2_000), ("test", 2_000)):
+        (folder / f"{split}.txt").write_text(phrase_text(rng, lines, phrases))
+    return folder
+
+
+# `lmplz -o N -S 1G` (KenLM 4cb443e, default estimation) on wide_text's train.txt, then `query -v summary`
+# on valid.txt and test.txt: perplexity including OOVs
+KENLM_WIDE = {3: {"valid": 73.10180762509444, "test": 63.45564881500937},
+              5: {"valid": 71.99034076106668, "test": 62.2689913493652}}
+needs_lmplz = pytest.mark.skipif(not (shutil.which("lmplz") and shutil.which("query")),
+                                 reason="KenLM's lmplz and query are not on PATH (github.com/kpu/kenlm)")
+
+
+@pytest.fixture
+def wide(wide_text, monkeypatch):
+    """wide_text as a corpus, counted in pieces of 2**15 tokens."""
+    monkeypatch.setattr("lmbench.models.ngram.CHUNK", 1 << 15)
+    cfg = compose_config("corpus=file", f"corpus.path={wide_text}", "corpus.level=word")
+    corpus = load_corpus(cfg.corpus)
+    assert len(corpus.vocab) > 100_000 and len(corpus.train) > 16 * (1 << 15)
+    return corpus
+
+
+@pytest.mark.parametrize("order", [3, 5])
+def test_a_wide_vocabulary_counted_in_many_pieces_scores_as_kenlm(wide, order):
+    """The issue's failure in small: past one counting piece with a vocabulary above 100k types,
+    the perplexities are still KenLM's, to 1e-6 (they agree to 1e-7)."""
+    model, _ = fit(wide, order=order)
+    for split, ppl in KENLM_WIDE[order].items():
+        result, _ = evaluate(model, wide, split, "sentence", bootstrap_samples=0)
+        assert result["ppl"] == pytest.approx(ppl, rel=1e-6)
+
+
+@needs_lmplz
+@pytest.mark.parametrize("order", [3, 5])
+def test_a_wide_vocabulary_matches_lmplz_entry_by_entry(wide, wide_text, order, tmp_path):
+    """The same files estimated by KenLM here: every ARPA entry and both splits' query perplexities."""
+    arpa = tmp_path / "kenlm.arpa"
+    with open(wide_text / "train.txt") as train:
+        subprocess.run(["lmplz", "-o", str(order), "-S", "1G", "-T", str(tmp_path), "--arpa", str(arpa)],
+                       stdin=train, check=True, capture_output=True)
+    model, _ = fit(wide, order=order)
+    ours = read_arpa(write_arpa(model.lm, wide.vocab.itos, wide.line_end, tmp_path / "ours.arpa"))
+    theirs = read_arpa(arpa)
+    assert ours.keys() == theirs.keys()
+    keys = [k for k in theirs if k != ("<s>",)]
+    np.testing.assert_allclose([ours[k] for k in keys], [theirs[k] for k in keys], rtol=0, atol=1e-6)
+    for split in ("valid", "test"):
+        out = subprocess.run(["query", "-v", "summary", str(arpa)], stdin=open(wide_text / f"{split}.txt"),
+                             check=True, capture_output=True, text=True).stdout
+        kenlm_ppl = float(out.split("Perplexity including OOVs:")[1].split()[0])
+        ppl = evaluate(model, wide, split, "sentence", bootstrap_samples=0)[0]["ppl"]
+        assert ppl == pytest.approx(kenlm_ppl, rel=1e-6)
