@@ -122,6 +122,7 @@ def lmbench_round(work: Path, *overrides: str) -> dict:
     test = record["metrics"]["test"]
     return {"seconds": seconds, "rss": rss, "fit": record["timing"]["train_seconds"],
             "score_tokens_per_s": test["eval_tokens_per_s"], "ppl": test["ppl"],
+            "ppl_test": test["ppl"], "ppl_valid": record["metrics"]["valid"]["ppl"],
             "bytes": record["train"]["ngram"]["orders"]}
 
 

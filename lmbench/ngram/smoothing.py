@@ -43,7 +43,7 @@ def adjusted_counts(tables: list[Table]) -> list[np.ndarray]:
 def kn_discounts(counts: np.ndarray) -> np.ndarray | None:
     """Chen & Goodman's D1, D2, D3+ from counts-of-counts, as ``[0, D1, D2, D3+]``, or None when
     they are undefined or outside 0 < Dk <= k (tiny or character data)."""
-    n = np.bincount(counts, minlength=5)[1:5].astype(np.float64)
+    n = np.bincount(np.minimum(counts, 5), minlength=5)[1:5].astype(np.float64)  # not max(counts) long
     if np.any(n[:3] == 0):
         return None
     y = n[0] / (n[0] + 2 * n[1])
@@ -120,7 +120,8 @@ def good_turing(counts: np.ndarray, threshold: int) -> np.ndarray:
 
     d_r = (r*/r - A) / (1 - A), r* = (r+1) n_{r+1} / n_r, A = (k+1) n_{k+1} / n_1. A coefficient
     outside (0, 1) is set to 1 (no discount for that count), as SRILM does."""
-    n = np.bincount(counts, minlength=threshold + 2)[:threshold + 2].astype(np.float64)
+    capped = np.minimum(counts, threshold + 2)  # counts of counts up to k + 1, not max(counts) long
+    n = np.bincount(capped, minlength=threshold + 3)[:threshold + 2].astype(np.float64)
     r = np.arange(1, threshold + 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         common = (threshold + 1) * n[threshold + 1] / n[1]
