@@ -18,7 +18,8 @@ per-position arrays exist at a time (about 70 bytes a token, ``CHUNK`` tokens), 
 with the distinct n-grams, 40-70 bytes each while counting (hash slot, key, count), not with the
 tokens. The (n-1)-gram ending where an n-gram ends is its suffix (its last n-1 tokens), the same at
 every occurrence, so it is recorded for each n-gram new in a piece. At the end each order's keys are
-sorted, lowest order first, re-indexing the next order's prefixes and suffixes.
+sorted, lowest order first, re-indexing the next order's prefixes and suffixes, and the tables are
+checked against their invariants (``check``): a wrong key is an error, never a model.
 """
 
 from __future__ import annotations
