@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -43,6 +44,49 @@ class Device(Choice):
     mps = "mps"
 
 
+# ---------------------------------------------------------------- option rules
+SEED_RANGE = "an integer in [0, 2**32)"  # numpy's global seed (seed_everything) takes no more
+FLOAT32_MAX = 3.4028234663852886e38  # every number may end up in a float32 tensor
+MAX_SIZE = 2**31 - 1  # any size past this overflows index arithmetic long before memory runs out
+MAX_SYNTHETIC_TOKENS = 10**8  # the generator draws ~10^5 tokens/s: beyond this a split takes hours
+MAX_SYNTHETIC_WORDS = 10**6  # distinct pseudo-words are drawn by rejection: ~20 s for this many
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The values an option accepts: ``ok`` tests one, ``wanted`` words them for a refusal, and
+    ``refused`` holds values it must refuse (the negative tests are generated from them)."""
+
+    ok: Callable[[Any], bool]
+    wanted: str
+    refused: tuple = ()
+
+
+def option(default: Any = MISSING, rule: Rule | None = None, factory: Callable | None = None) -> Any:
+    """A schema field and the rule ``validate`` checks it against: each rule is declared once,
+    beside its option."""
+    metadata = {"rule": rule} if rule else {}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def size(low: int = 1, high: int = MAX_SIZE) -> Rule:
+    return Rule(lambda v: low <= v <= high, f"an integer in [{low:,}, {high:,}]", (low - 1, high + 1))
+
+
+def optional(rule: Rule) -> Rule:
+    return Rule(lambda v: v is None or rule.ok(v), f"null or {rule.wanted}", rule.refused)
+
+
+SEED = Rule(lambda v: 0 <= v < 2**32, SEED_RANGE, (-1, 2**32))
+POSITIVE = Rule(lambda v: v > 0, "positive", (0.0, -1.0))
+DROPOUT = Rule(lambda v: 0 <= v < 1, "in [0, 1)", (-0.5, 1.0))
+ADD_K = Rule(lambda v: v >= 0, ">= 0 (0 is maximum likelihood)", (-1.0,))
+FRACTIONS = Rule(lambda v: len(v) == 3 and all(0 < f < 1 for f in v) and abs(sum(v) - 1) < 1e-6,
+                 "three positive numbers summing to 1", ([0.5, 0.5], [0.0, 0.5, 0.5], [0.5, 0.3, 0.3]))
+
+
 # ---------------------------------------------------------------- corpora
 @dataclass
 class SourceFile:
@@ -58,7 +102,7 @@ class CorpusConfig:
     name: str = MISSING
     level: Level = MISSING
     loader: str = MISSING
-    min_count: int = 1  # train-split words seen fewer times become <unk>
+    min_count: int = option(1, size())  # train-split words seen fewer times become <unk>
     lowercase: bool = False
 
 
@@ -77,7 +121,7 @@ class OneFileCorpusConfig(CorpusConfig):
 
     loader: str = "one_file"
     file: SourceFile = field(default_factory=SourceFile)
-    fractions: list[float] = field(default_factory=lambda: [0.9, 0.05, 0.05])
+    fractions: list[float] = option(rule=FRACTIONS, factory=lambda: [0.9, 0.05, 0.05])
 
 
 @dataclass
@@ -86,7 +130,9 @@ class BrownCorpusConfig(CorpusConfig):
 
     loader: str = "brown"
     file: SourceFile = field(default_factory=SourceFile)
-    split_tokens: list[int] = field(default_factory=lambda: [800_000, 200_000])
+    split_tokens: list[int] = option(rule=Rule(lambda v: len(v) == 2 and all(1 <= n <= MAX_SIZE for n in v),
+                                              "two positive token counts (train, valid)", ([0, 5], [5])),
+                                     factory=lambda: [800_000, 200_000])
 
 
 @dataclass
@@ -95,10 +141,10 @@ class UserFileCorpusConfig(CorpusConfig):
 
     loader: str = "user_file"
     path: str = MISSING
-    fractions: list[float] = field(default_factory=lambda: [0.9, 0.05, 0.05])
+    fractions: list[float] = option(rule=FRACTIONS, factory=lambda: [0.9, 0.05, 0.05])
     encoding: str = "utf-8"
     errors: str = "strict"
-    max_unpacked_mb: int = 2048  # cap on what a zip/tar corpus may unpack to
+    max_unpacked_mb: int = option(2048, size(1, 2**40))  # cap on what a zip/tar corpus may unpack to
 
 
 @dataclass
@@ -106,17 +152,19 @@ class SyntheticCorpusConfig(CorpusConfig):
     """The embedded corpus with a known generating process (see lmbench/corpora/synthetic.py)."""
 
     loader: str = "synthetic"
-    seed: int = 1234
-    train_tokens: int = 200_000
-    valid_tokens: int = 20_000
-    test_tokens: int = 20_000
-    num_words: int = 1_000  # lexicon size, split across word classes
-    num_classes: int = 8
-    num_delimiters: int = 4  # typed opener/closer pairs
-    mean_distance: float = 20.0  # mean tokens from an opener to its closer
-    open_prob: float = 0.04  # chance per word position of opening a span
-    max_depth: int = 2
-    mean_sentence_length: float = 25.0
+    seed: int = option(1234, SEED)
+    train_tokens: int = option(200_000, size(1, MAX_SYNTHETIC_TOKENS))
+    valid_tokens: int = option(20_000, size(1, MAX_SYNTHETIC_TOKENS))
+    test_tokens: int = option(20_000, size(1, MAX_SYNTHETIC_TOKENS))
+    num_words: int = option(1_000, size(1, MAX_SYNTHETIC_WORDS))  # lexicon size, split across word classes
+    num_classes: int = option(8, size())
+    num_delimiters: int = option(4, size(0, 8))  # typed opener/closer pairs
+    # mean tokens from an opener to its closer
+    mean_distance: float = option(20.0, Rule(lambda v: v >= 1, "at least 1 (a closer's hazard is "
+                                                                "1/mean_distance)", (0.5,)))
+    open_prob: float = option(0.04, Rule(lambda v: 0 <= v < 1, "in [0, 1)", (1.0, -0.1)))  # per word position
+    max_depth: int = option(2, size(0))
+    mean_sentence_length: float = option(25.0, Rule(lambda v: v >= 1, "at least 1", (0.0,)))
 
 
 # ---------------------------------------------------------------- models
@@ -149,24 +197,29 @@ class Precision(Choice):
 class TrainConfig:
     """Knobs shared by every trained family; count-based models ignore them."""
 
-    max_epochs: int = 3  # small so `python -m lmbench model=X` is quick; recipes set their own
-    max_tokens: int | None = None
-    max_minutes: float | None = None
-    batch_size: int = 20
-    bptt: int = 35
+    max_epochs: int = option(3, size())  # small so `python -m lmbench model=X` is quick; recipes set theirs
+    max_tokens: int | None = option(None, optional(size(1, 2**62)))
+    max_minutes: float | None = option(None, optional(POSITIVE))
+    batch_size: int = option(20, size())
+    bptt: int = option(35, size())
     optimizer: Optimizer = Optimizer.adam
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    lr: float = option(2e-3, POSITIVE)
+    weight_decay: float = option(0.0, Rule(lambda v: v >= 0, ">= 0", (-1.0,)))
+    # max global gradient norm; 0 disables clipping
+    clip: float = option(1.0, Rule(lambda v: v >= 0, ">= 0 (0 disables clipping)", (-1.0,)))
     schedule: Schedule = Schedule.plateau
-    lr_decay: float = 0.25
-    decay_start: int = 4
-    warmup_steps: int = 0
-    patience: int = 3  # epochs without validation improvement before stopping; 0 disables
+    lr_decay: float = option(0.25, Rule(lambda v: 0 < v <= 1, "in (0, 1]", (0.0, 1.5)))
+    decay_start: int = option(4, size(0))
+    warmup_steps: int = option(0, size(0))
+    # epochs without validation improvement before stopping; 0 disables
+    patience: int = option(3, Rule(lambda v: 0 <= v <= MAX_SIZE, f"in [0, {MAX_SIZE:,}] (0 disables early "
+                                                                  "stopping)", (-1,)))
     # torch CPU threads: auto = this job's share of the cores (all of them for a job alone, divided among
     # the lmbench jobs running at once, e.g. under joblib / submitit_local); 0 = torch's default (one per
     # core); a number = that many (several jobs each spinning 2+ threads on 2 cores run 5-10x slower)
-    threads: Any = "auto"
+    threads: Any = option("auto", Rule(lambda v: v == "auto" or type(v) is int and 0 <= v <= 1024,
+                                       "auto or an integer in [0, 1024] (0 keeps torch's default)",
+                                       (-1, 1025, "many")))
     # bf16 autocast for the training forward and backward passes where the hardware multiplies bf16
     # natively (auto: AMX / AVX512-BF16 CPUs, Ampere+ GPUs); scoring stays float32 whatever this is
     precision: Precision = Precision.auto
@@ -175,9 +228,12 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    batch_size: int = 64
-    bootstrap_samples: int = 1000
-    bootstrap_block: int = 0  # tokens per bootstrap block; 0 picks ~sqrt(n)
+    batch_size: int = option(64, size(1, 2**20))
+    bootstrap_samples: int = option(1000, size(0, 10**6))
+    bootstrap_block: int = option(0, size(0))  # tokens per bootstrap block; 0 picks ~sqrt(n)
+
+
+PUBLISHED_METRICS = ("test_ppl", "valid_ppl", "test_nll", "valid_nll", "test_bpc", "valid_bpc")
 
 
 @dataclass
@@ -185,15 +241,21 @@ class PublishedConfig:
     """A published figure this run reproduces: the record keeps it and the report sets ours beside it."""
 
     row: str | None = None  # the row's name in the published table, e.g. "KN5"
-    value: float | None = None  # null: nothing published for this configuration (reported only)
-    metric: str = "test_ppl"  # test_ppl | valid_ppl | test_nll | valid_nll | test_bpc | valid_bpc
+    # null: nothing published for this configuration (reported only)
+    value: float | None = option(None, optional(Rule(POSITIVE.ok, "positive (every metric is)", (0.0,))))
+    metric: str = option("test_ppl", Rule(lambda v: v in PUBLISHED_METRICS,
+                                          f"one of {', '.join(PUBLISHED_METRICS)}", ("test_acc",)))
     source: str | None = None  # paper and table, e.g. "Mikolov (2012), PhD thesis, Table 4.1"
-    tolerance: float | None = None  # goal: within this relative difference of value (0.02 = 2%)
-    at_most: float | None = None  # goal: ours at most this
+    # goal: within this relative difference of value (0.02 = 2%)
+    tolerance: float | None = option(None, optional(Rule(lambda v: v >= 0, ">= 0 (a relative difference)",
+                                                         (-0.1,))))
+    # goal: ours at most this
+    at_most: float | None = option(None, optional(Rule(POSITIVE.ok, "positive (every metric is)", (0.0,))))
     # goal relative to other rows of the same report (their published.row names): ours at least
     # beats_by (0.10 = 10%) below the best of them, e.g. Bengio et al.'s MLP against the Kneser-Ney rows
     beats_rows: list[str] | None = None
-    beats_by: float | None = None
+    beats_by: float | None = option(None, optional(Rule(lambda v: 0 <= v < 1, "in [0, 1) (a relative margin)",
+                                                        (1.0, -0.1))))
 
 
 @dataclass
@@ -204,7 +266,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     experiment: str | None = None  # set by experiment configs, recorded
     published: PublishedConfig = field(default_factory=PublishedConfig)  # set by recipes
-    seed: int = 0
+    seed: int = option(0, SEED)
     device: Device = Device.auto
     protocol: Protocol = Protocol.stream
     results_dir: str = "results"
@@ -252,82 +314,7 @@ def register_all() -> None:
             cs.store(group=f"schema/{group}", name=name, node=node)
 
 
-PUBLISHED_METRICS = ("test_ppl", "valid_ppl", "test_nll", "valid_nll", "test_bpc", "valid_bpc")
-
-SEED_RANGE = "an integer in [0, 2**32)"  # numpy's global seed (seed_everything) takes no more
-FLOAT32_MAX = 3.4028234663852886e38  # every number may end up in a float32 tensor
-MAX_SIZE = 2**31 - 1  # any size past this overflows index arithmetic long before memory runs out
-MAX_SYNTHETIC_TOKENS = 10**8  # the generator draws ~10^5 tokens/s: beyond this a split takes hours
-MAX_SYNTHETIC_WORDS = 10**6  # distinct pseudo-words are drawn by rejection: ~20 s for this many
 CORPUS_LEVELS = {"synthetic": "word", "brown": "word"}  # loaders that have only one level
-
-
-def _size(low: int = 1, high: int = MAX_SIZE):
-    return lambda v: low <= v <= high, f"an integer in [{low:,}, {high:,}]"
-
-
-def _optional(check):
-    ok, wanted = check
-    return lambda v: v is None or ok(v), f"null or {wanted}"
-
-
-RANGE_CHECKS = [
-    ("seed", lambda v: 0 <= v < 2**32, SEED_RANGE),
-    ("train.max_epochs", *_size()),
-    ("train.max_tokens", *_optional(_size(1, 2**62))),
-    ("train.max_minutes", lambda v: v is None or v > 0, "null or positive"),
-    ("train.batch_size", *_size()),
-    ("train.bptt", *_size()),
-    ("train.lr", lambda v: v > 0, "positive"),
-    ("train.weight_decay", lambda v: v >= 0, ">= 0"),
-    ("train.clip", lambda v: v >= 0, ">= 0 (0 disables clipping)"),
-    ("train.lr_decay", lambda v: 0 < v <= 1, "in (0, 1]"),
-    ("train.decay_start", *_size(0)),
-    ("train.warmup_steps", *_size(0)),
-    ("train.patience", lambda v: 0 <= v <= MAX_SIZE, f"in [0, {MAX_SIZE:,}] (0 disables early stopping)"),
-    ("train.threads", lambda v: v == "auto" or type(v) is int and 0 <= v <= 1024,
-     "auto or an integer in [0, 1024] (0 keeps torch's default)"),
-    ("eval.batch_size", *_size(1, 2**20)),
-    ("eval.bootstrap_samples", *_size(0, 10**6)),
-    ("eval.bootstrap_block", *_size(0)),
-    ("corpus.min_count", *_size()),
-    ("corpus.max_unpacked_mb", *_size(1, 2**40)),
-    ("corpus.fractions", lambda v: len(v) == 3 and all(0 < f < 1 for f in v) and abs(sum(v) - 1) < 1e-6,
-     "three positive numbers summing to 1"),
-    ("corpus.split_tokens", lambda v: len(v) == 2 and all(1 <= n <= MAX_SIZE for n in v),
-     "two positive token counts (train, valid)"),
-    ("corpus.seed", lambda v: 0 <= v < 2**32, SEED_RANGE),
-    ("corpus.train_tokens", *_size(1, MAX_SYNTHETIC_TOKENS)),
-    ("corpus.valid_tokens", *_size(1, MAX_SYNTHETIC_TOKENS)),
-    ("corpus.test_tokens", *_size(1, MAX_SYNTHETIC_TOKENS)),
-    ("corpus.num_words", *_size(1, MAX_SYNTHETIC_WORDS)),
-    ("corpus.num_classes", *_size()),
-    ("corpus.num_delimiters", *_size(0, 8)),
-    ("corpus.mean_distance", lambda v: v >= 1, "at least 1 (a closer's hazard is 1/mean_distance)"),
-    ("corpus.open_prob", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("corpus.max_depth", *_size(0)),
-    ("corpus.mean_sentence_length", lambda v: v >= 1, "at least 1"),
-    ("model.order", *_size(1, 1000)),
-    ("model.layers", *_size()),
-    ("model.emb_size", *_size()),
-    ("model.hidden_size", *_size()),
-    ("model.heads", *_size()),
-    ("model.d_model", *_size()),
-    ("model.context", *_size(2)),
-    ("model.eval_stride", *_size(0)),
-    ("model.dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("model.init_range", lambda v: 0 <= v <= 100, "in [0, 100] (0 keeps PyTorch's init)"),
-    ("model.forget_bias", lambda v: v is None or -100 <= v <= 100, "null or in [-100, 100]"),
-    ("model.add_k", lambda v: v >= 0, ">= 0 (0 is maximum likelihood)"),
-    ("model.katz_threshold", *_size()),
-    ("model.discount_fallback", lambda v: len(v) == 3 and all(0 < d <= k for k, d in enumerate(v, start=1)),
-     "three discounts D1, D2, D3+ with 0 < Dk <= k"),
-    ("published.metric", lambda v: v in PUBLISHED_METRICS, f"one of {', '.join(PUBLISHED_METRICS)}"),
-    ("published.value", lambda v: v is None or v > 0, "null or positive (every metric is)"),
-    ("published.at_most", lambda v: v is None or v > 0, "null or positive (every metric is)"),
-    ("published.tolerance", lambda v: v is None or v >= 0, "null or >= 0 (a relative difference)"),
-    ("published.beats_by", lambda v: v is None or 0 <= v < 1, "null or in [0, 1) (a relative margin)"),
-]
 
 
 def leaves(node, prefix: str = ""):
@@ -376,30 +363,45 @@ def _unknown_key_error(path: str, value, cfg):
     return UserError(message + " `lmbench --help` lists every group and option.")
 
 
-def check_closed(cfg) -> None:
-    """Refuse keys that no schema declares (``+model.hidden_sizee=3``, ``+epochs=3``): Hydra's ``+``
-    adds them happily and nothing would read them."""
+def schema_nodes(node, prefix: str = ""):
+    """(dotted prefix, node, its schema's fields by name, or None) for ``node`` and every config
+    node below it, Hydra's own section left out."""
     import dataclasses
 
     from omegaconf import DictConfig
 
-    def walk(node, prefix):
-        schema = OmegaConf.get_type(node)
-        fields = [f.name for f in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema) else None
-        for key, value in node.items_ex(resolve=False):
-            if prefix == "" and key == "hydra":
-                continue
-            if fields is not None and key not in fields:
-                raise _unknown_key_error(f"{prefix}{key}", value, cfg)
-            if isinstance(value, DictConfig) and not value._is_none():
-                walk(value, f"{prefix}{key}.")
+    schema = OmegaConf.get_type(node)
+    fields = {f.name: f for f in dataclasses.fields(schema)} if dataclasses.is_dataclass(schema) else None
+    yield prefix, node, fields
+    for key, value in node.items_ex(resolve=False):
+        if isinstance(value, DictConfig) and not value._is_none() and not (prefix == "" and key == "hydra"):
+            yield from schema_nodes(value, f"{prefix}{key}.")
 
-    walk(cfg, "")
+
+def check_closed(cfg) -> None:
+    """Refuse keys that no schema declares (``+model.hidden_sizee=3``, ``+epochs=3``): Hydra's ``+``
+    adds them happily and nothing would read them."""
+    for prefix, node, fields in schema_nodes(cfg):
+        for key, value in node.items_ex(resolve=False):
+            if fields is not None and key not in fields and not (prefix == "" and key == "hydra"):
+                raise _unknown_key_error(f"{prefix}{key}", value, cfg)
+
+
+def check_rules(cfg) -> None:
+    """Every option against the rule its schema declares beside it (``option``)."""
+    from lmbench.errors import UserError
+
+    for prefix, node, fields in schema_nodes(cfg):
+        for name, f in (fields or {}).items():
+            rule = f.metadata.get("rule")
+            if rule and name in node and not OmegaConf.is_missing(node, name) and not rule.ok(node[name]):
+                raise UserError(f"{prefix}{name}={node[name]} is out of range: it must be {rule.wanted}.")
 
 
 def validate(cfg) -> None:
     """Everything the type system cannot express, before any data is read: unknown keys, non-finite
-    numbers, ranges, a level the corpus does not have. The first violation is a ``UserError``."""
+    numbers, each option's rule, a level the corpus does not have. The first violation is a
+    ``UserError``."""
     import codecs
     import math
 
@@ -410,11 +412,7 @@ def validate(cfg) -> None:
         if isinstance(value, float) and not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
             raise UserError(f"{key}={value} is not a finite number: give one below {FLOAT32_MAX:.3g} in size "
                             "(what float32, the tensors' type, holds).")
-    absent = object()
-    for key, ok, wanted in RANGE_CHECKS:
-        value = OmegaConf.select(cfg, key, default=absent)
-        if value is not absent and not ok(value):
-            raise UserError(f"{key}={value} is out of range: it must be {wanted}.")
+    check_rules(cfg)
     corpus = cfg.corpus
     if "num_classes" in corpus and corpus.num_classes > corpus.num_words:
         raise UserError(f"corpus.num_classes={corpus.num_classes} is out of range: it must be at most "

@@ -1,9 +1,11 @@
-"""Property test over the config schemas: every numeric option, given nan, inf, a negative or a
-huge value, either runs correctly or is refused before any data is read, never a traceback."""
+"""Property tests over the config schemas: every option's declared rule refuses the values it names,
+every numeric option has a rule, and every numeric option, given nan, inf, a negative or a huge
+value, either runs correctly or is refused before any data is read, never a traceback."""
 
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 from conftest import ROOT, TINY, TINY_NETWORKS, compose_config
@@ -14,7 +16,7 @@ from omegaconf import DictConfig, FloatNode, IntegerNode, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lmbench import run as run_module
-from lmbench.config import leaves, validate
+from lmbench.config import leaves, schema_nodes, validate
 from lmbench.errors import UserError
 
 LOCAL = {"synthetic": [], "file": ["corpus.path=@TINY@"]}  # corpora that need no download
@@ -50,6 +52,44 @@ def numeric_options() -> list[tuple[str, str, str, type]]:
 
 
 OPTIONS = numeric_options()
+
+
+def declared_rules() -> list[tuple[tuple[str, ...], str, object]]:
+    """(overrides choosing a schema, dotted key, a value its rule must refuse) for every rule of
+    every schema the root config and each option of the model and corpus groups reach."""
+    found, seen = [], set()
+    for group, options in (("", [""]), ("model", None), ("corpus", None)):
+        for option in options or sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml")):
+            chosen = (f"{group}={option}",) if group else ()
+            chosen += ("corpus.path=x",) if option == "file" else ()
+            for prefix, node, fields in schema_nodes(compose_config(*chosen)):
+                for name, f in (fields or {}).items():
+                    rule = f.metadata.get("rule")
+                    if rule and (OmegaConf.get_type(node), name) not in seen:
+                        seen.add((OmegaConf.get_type(node), name))
+                        found += [(chosen, prefix + name, bad) for bad in rule.refused]
+    return found
+
+
+def spelled(value) -> str:
+    """A value as a command-line override spells it."""
+    return f"[{','.join(map(str, value))}]" if isinstance(value, list) else str(value)
+
+
+RULES = declared_rules()
+
+
+@pytest.mark.parametrize("chosen, key, value", RULES, ids=[f"{k}={spelled(v)}" for _, k, v in RULES])
+def test_every_declared_rule_refuses_the_values_it_names(chosen, key, value):
+    with pytest.raises(UserError, match=rf"{re.escape(key)}=.* is out of range: it must be "):
+        validate(compose_config(*chosen, f"{key}={spelled(value)}"))
+
+
+def test_every_numeric_option_declares_a_rule_with_values_to_refuse():
+    ruled = {key for _, key, _ in RULES}
+    for _, _, key, _ in OPTIONS:
+        assert key.split("[")[0] in ruled, f"{key} has no rule (config.option) or no refused values"
+    assert {"seed", "train.threads", "published.metric", "model.discount_fallback"} <= ruled
 
 
 def override(cfg, key: str, value: str) -> str:

@@ -9,6 +9,7 @@ from conftest import NEURAL_FAMILIES, seeded_model, tiny_config
 from omegaconf import OmegaConf
 
 from lmbench import models
+from lmbench.config import validate
 from lmbench.errors import UserError
 from lmbench.evaluate import evaluate
 from lmbench.models.base import FitSettings
@@ -95,8 +96,10 @@ def test_sampling_is_seeded_and_in_vocabulary(family, tiny_word_corpus, tiny_tex
     ("transformer", "model.heads=3", "heads"),
 ])
 def test_bad_model_config_is_a_user_error(family, override, message, tiny_word_corpus, tiny_text_dir):
+    """Refused by its option's rule, or by the model where it needs another option or the data."""
     cfg = tiny_config(family, tiny_text_dir, *override.split())
     with pytest.raises(UserError, match=message):
+        validate(cfg)
         models.build(family, cfg.model, tiny_word_corpus)
 
 

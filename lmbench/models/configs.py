@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lmbench.config import Choice, ModelConfig
+from lmbench.config import DROPOUT, Choice, ModelConfig, Rule, option, size
 from lmbench.models import register
 
 
@@ -16,12 +16,14 @@ class Nonlinearity(Choice):
 
 @dataclass
 class RecurrentConfig(ModelConfig):
-    layers: int = 1
-    emb_size: int = 128
-    hidden_size: int = 128
-    dropout: float = 0.0  # on embeddings, between layers and before the decoder
+    layers: int = option(1, size())
+    emb_size: int = option(128, size())
+    hidden_size: int = option(128, size())
+    dropout: float = option(0.0, DROPOUT)  # on embeddings, between layers and before the decoder
     tie_weights: bool = False  # decoder shares the embedding matrix (needs emb_size == hidden_size)
-    init_range: float = 0.1  # uniform(-r, r) for every weight and bias; 0 keeps PyTorch's init
+    # uniform(-r, r) for every weight and bias; 0 keeps PyTorch's init
+    init_range: float = option(0.1, Rule(lambda v: 0 <= v <= 100, "in [0, 100] (0 keeps PyTorch's init)",
+                                         (-0.1, 101.0)))
 
 
 @dataclass
@@ -33,7 +35,9 @@ class RNNConfig(RecurrentConfig):
 @dataclass
 class LSTMConfig(RecurrentConfig):
     name: str = "lstm"
-    forget_bias: float | None = 1.0  # forget-gate bias at init; null keeps the init
+    # forget-gate bias at init; null keeps the init
+    forget_bias: float | None = option(1.0, Rule(lambda v: v is None or -100 <= v <= 100,
+                                                 "null or in [-100, 100]", (101.0, -101.0)))
 
 
 @dataclass
@@ -44,13 +48,13 @@ class GRUConfig(RecurrentConfig):
 @dataclass
 class FNNConfig(ModelConfig):
     name: str = "fnn"
-    order: int = 5  # n: the model conditions on the previous n-1 tokens
-    emb_size: int = 60  # m in the paper
-    hidden_size: int = 50  # h in the paper
+    order: int = option(5, size(2, 1000))  # n: the model conditions on the previous n-1 tokens
+    emb_size: int = option(60, size())  # m in the paper
+    hidden_size: int = option(50, size())  # h in the paper
     # direct connections from the embeddings to the output (W in the paper): off by default, as they
     # overfit within an epoch on small corpora; Bengio et al.'s MLP1 (conf/recipe/brown/) turns them on
     direct: bool = False
-    dropout: float = 0.0
+    dropout: float = option(0.0, DROPOUT)
     # the output layer multiplies by the input embedding matrix (Press & Wolf 2017), a strong
     # regulariser on small corpora; needs hidden_size == emb_size
     tie_weights: bool = False
@@ -59,12 +63,12 @@ class FNNConfig(ModelConfig):
 @dataclass
 class TransformerConfig(ModelConfig):
     name: str = "transformer"
-    layers: int = 2
-    heads: int = 4
-    d_model: int = 128
-    context: int = 64  # positions per window, <bos> included
-    eval_stride: int = 0  # new tokens scored per sliding window; 0 means context // 2
-    dropout: float = 0.0
+    layers: int = option(2, size())
+    heads: int = option(4, size())
+    d_model: int = option(128, size())
+    context: int = option(64, size(2))  # positions per window, <bos> included
+    eval_stride: int = option(0, size(0))  # new tokens scored per sliding window; 0 means context // 2
+    dropout: float = option(0.0, DROPOUT)
 
 
 register("rnn", schema=RNNConfig, factory="lmbench.models.recurrent:make_rnn")

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmbench.errors import UserError
-from lmbench.models.neural import NeuralModel, check_positive
+from lmbench.models.neural import NeuralModel
 
 ROWS_PER_TOKEN = 64  # scoring pushes batch_size * ROWS_PER_TOKEN positions through at once
 TIED_INIT = 0.1  # tied embeddings start uniform in +-0.1, as the recurrent family's (init_range)
@@ -63,18 +63,12 @@ class FNNNet(nn.Module):
 
 class FNN(NeuralModel):  # model=fnn, registered with its schema in lmbench/models/configs.py
     def check(self, cfg, corpus) -> None:
-        check_positive(cfg, "emb_size", "hidden_size")
-        if cfg.order < 2:
-            raise UserError(f"model.order={cfg.order} is out of range: it must be at least 2 "
-                            "(the model conditions on the previous order-1 tokens).")
         if cfg.order > len(corpus.train):
             raise UserError(f"model.order={cfg.order} is larger than the train split "
                             f"({len(corpus.train)} tokens).")
         if cfg.tie_weights and cfg.emb_size != cfg.hidden_size:
             raise UserError(f"model.tie_weights=true needs emb_size == hidden_size, got "
                             f"{cfg.emb_size} and {cfg.hidden_size}.")
-        if not 0 <= cfg.dropout < 1:
-            raise UserError(f"model.dropout={cfg.dropout} is out of range: it must be in [0, 1).")
 
     def build(self, cfg, corpus) -> nn.Module:
         self.context = cfg.order - 1

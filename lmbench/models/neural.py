@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmbench.corpora import Corpus
-from lmbench.errors import UserError
 from lmbench.hardware import freed_memory
 from lmbench.models.base import FitSettings
 
@@ -35,13 +34,6 @@ def segments(n: int, starts: np.ndarray) -> list[tuple[int, int]]:
         raise ValueError(f"starts must hold 0 and lie below {n}")
     ends = np.append(starts[1:], n)
     return list(zip(starts.tolist(), ends.tolist()))
-
-
-def check_positive(cfg, *keys: str) -> None:
-    """Model-config sizes that must be >= 1, checked before anything is built."""
-    for key in keys:
-        if cfg[key] < 1:
-            raise UserError(f"model.{key}={cfg[key]} is out of range: it must be at least 1.")
 
 
 class LinearCrossEntropy(torch.autograd.Function):

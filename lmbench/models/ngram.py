@@ -12,12 +12,11 @@ be plotted against order.
 from __future__ import annotations
 
 import logging
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from lmbench.config import Choice, ModelConfig
+from lmbench.config import ADD_K, Choice, ModelConfig, Rule, option, size
 from lmbench.corpora import Corpus
 from lmbench.errors import UserError
 from lmbench.evaluate import line_end
@@ -51,36 +50,23 @@ ESTIMATORS = {
 @dataclass
 class NgramConfig(ModelConfig):
     name: str = "ngram"
-    order: int = 5
+    order: int = option(5, size(1, 1000))
     smoothing: Smoothing = Smoothing.kn
     # kn: D1, D2, D3+ for an order whose counts-of-counts give invalid discounts (KenLM's defaults)
-    discount_fallback: list[float] = field(default_factory=lambda: [0.5, 1.0, 1.5])
-    katz_threshold: int = 5  # katz: counts up to this are Good-Turing discounted (Katz's k)
-    add_k: float = 1.0  # add_k: pseudo-count per n-gram; 0 is maximum likelihood
+    discount_fallback: list[float] = option(
+        rule=Rule(lambda v: len(v) == 3 and all(0 < d <= k for k, d in enumerate(v, start=1)),
+                  "three discounts D1, D2, D3+ with 0 < Dk <= k (KenLM's default is [0.5, 1.0, 1.5])",
+                  ([0.5, 2.5, 1.5], [0.5, 1.0], [0.0, 1.0, 1.5])),
+        factory=lambda: [0.5, 1.0, 1.5])
+    # katz: counts up to this are Good-Turing discounted (Katz's k = 5)
+    katz_threshold: int = option(5, size())
+    add_k: float = option(1.0, ADD_K)  # add_k: pseudo-count per n-gram; 0 is maximum likelihood
     arpa: bool = False  # also write the model to <run dir>/model.arpa
-
-
-def _check(cfg) -> None:
-    """One-paragraph errors for values the schema's types cannot rule out."""
-    if cfg.order < 1:
-        raise UserError(f"model.order={cfg.order} is out of range: an n-gram needs order >= 1 "
-                        "(1 is a unigram model).")
-    fallback = list(cfg.discount_fallback)
-    if len(fallback) != 3 or not all(0 < d <= k for k, d in enumerate(fallback, start=1)):
-        raise UserError(f"model.discount_fallback={fallback} is out of range: it must be three "
-                        "discounts D1, D2, D3+ with 0 < Dk <= k (KenLM's default is [0.5, 1.0, 1.5]).")
-    if cfg.katz_threshold < 1:
-        raise UserError(f"model.katz_threshold={cfg.katz_threshold} is out of range: Good-Turing "
-                        "discounting needs a count threshold >= 1 (Katz used 5).")
-    if not (math.isfinite(cfg.add_k) and cfg.add_k >= 0):
-        raise UserError(f"model.add_k={cfg.add_k} is out of range: the pseudo-count must be a "
-                        "finite number >= 0 (0 is maximum likelihood).")
 
 
 @register("ngram", schema=NgramConfig)
 class Ngram:
     def __init__(self, cfg, corpus: Corpus):
-        _check(cfg)
         self.cfg = cfg
         self.smoothing = cfg.smoothing
         self.vocab_size = len(corpus.vocab)

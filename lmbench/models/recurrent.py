@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmbench.errors import UserError
-from lmbench.models.neural import NeuralModel, check_positive
+from lmbench.models.neural import NeuralModel
 
 EVAL_TOKENS = 4096  # tokens per scoring forward pass (bounds the logits' memory)
 
@@ -69,11 +69,6 @@ class Recurrent(NeuralModel):
         super().__init__(cfg, corpus)
 
     def check(self, cfg, corpus) -> None:
-        check_positive(cfg, "layers", "emb_size", "hidden_size")
-        if not 0 <= cfg.dropout < 1:
-            raise UserError(f"model.dropout={cfg.dropout} is out of range: it must be in [0, 1).")
-        if cfg.init_range < 0:
-            raise UserError(f"model.init_range={cfg.init_range} must be >= 0 (0 keeps PyTorch's init).")
         if cfg.tie_weights and cfg.emb_size != cfg.hidden_size:
             raise UserError(f"model.tie_weights=true needs emb_size == hidden_size, got "
                             f"{cfg.emb_size} and {cfg.hidden_size}.")

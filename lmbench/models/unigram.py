@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lmbench.config import ModelConfig
+from lmbench.config import ADD_K, ModelConfig, option
 from lmbench.corpora import Corpus
 from lmbench.errors import UserError
 from lmbench.models import register
@@ -16,14 +16,12 @@ from lmbench.models.base import FitSettings
 @dataclass
 class UnigramConfig(ModelConfig):
     name: str = "unigram"
-    add_k: float = 1.0
+    add_k: float = option(1.0, ADD_K)
 
 
 @register("unigram", schema=UnigramConfig)
 class Unigram:
     def __init__(self, cfg, corpus: Corpus):
-        if cfg.add_k < 0:
-            raise UserError(f"model.add_k must be >= 0, got {cfg.add_k}.")
         self.add_k = float(cfg.add_k)
         self.vocab_size = len(corpus.vocab)
         self.log_p = np.full(self.vocab_size, -np.log(self.vocab_size))
