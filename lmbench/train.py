@@ -16,6 +16,7 @@ import logging
 import math
 import sys
 import time
+from dataclasses import asdict, dataclass, field
 
 import torch
 from tqdm import tqdm
@@ -38,27 +39,84 @@ def batchify(ids, streams: int, device) -> torch.Tensor:
         .to(device)
 
 
-def make_optimizer(params, tc) -> torch.optim.Optimizer:
-    if tc.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=tc.lr, weight_decay=tc.weight_decay)
-    if tc.optimizer == "adam":
-        return torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
-    return torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}  # train.optimizer
 
 
-def cosine_lr(tc, step: int, total_steps: int) -> float:
-    """Linear warm-up over ``warmup_steps``, then cosine decay to 0 at ``total_steps``."""
-    if step < tc.warmup_steps:
-        return tc.lr * (step + 1) / tc.warmup_steps
-    progress = (step - tc.warmup_steps) / max(1, total_steps - tc.warmup_steps)
-    return tc.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+@dataclass
+class TrainState:
+    """Where training stands, all a resume needs beside the weights, optimizer and RNG states
+    (checkpointed as ``asdict``): the position, the rate, the best validation so far, why it stopped,
+    the per-epoch history, gradient-norm sums and the threads it computes with."""
+
+    lr: float
+    epoch: int = 0
+    step: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    best_valid: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    finished: bool = False
+    stopped_by: str = "max_epochs"
+    history: list[dict] = field(default_factory=list)
+    norm_sum: float = 0.0
+    norm_max: float = 0.0
+    clipped: int = 0
+    threads: int | None = None  # resolved once, kept by a resume so it computes the same sums
 
 
-def epoch_lr(tc, state: dict, epoch: int) -> float:
-    """The learning rate an epoch starts with (cosine moves it per step)."""
-    if tc.schedule == "step":  # Zaremba et al.: constant, then x lr_decay each epoch after decay_start
-        return tc.lr * tc.lr_decay ** max(0, epoch - tc.decay_start)
-    return state["lr"]
+@dataclass
+class EpochResult:
+    """One pass over the streams: the rate it started with, its step losses, tokens, wall and CPU
+    seconds, and the step whose loss was not finite (None: it did not diverge)."""
+
+    lr: float
+    losses: list[float]
+    tokens: int
+    seconds: float
+    cpu_seconds: float = 0.0
+    diverged_step: int | None = None
+
+
+class Schedule:
+    """The learning rate, in one place: an epoch starts at ``lr x lr_decay^(epoch - decay_start)``
+    under ``step`` (Zaremba et al.), else at the state's rate, which ``plateau`` multiplies by
+    ``lr_decay`` when validation stops improving; ``cosine`` sets it every step (linear warm-up over
+    ``warmup_steps``, then cosine decay to 0 at ``total_steps``)."""
+
+    def __init__(self, tc, total_steps: int):
+        self.tc, self.total_steps = tc, total_steps
+
+    def epoch_start(self, state: TrainState, epoch: int) -> float:
+        if self.tc.schedule == "step":
+            return self.tc.lr * self.tc.lr_decay ** max(0, epoch - self.tc.decay_start)
+        return state.lr
+
+    def at_step(self, step: int) -> float | None:
+        """The rate for this step, or None where it stays the epoch's."""
+        tc = self.tc
+        if tc.schedule != "cosine":
+            return None
+        if step < tc.warmup_steps:
+            return tc.lr * (step + 1) / tc.warmup_steps
+        progress = (step - tc.warmup_steps) / max(1, self.total_steps - tc.warmup_steps)
+        return tc.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    def validated(self, state: TrainState, lr: float, improved: bool) -> None:
+        if not improved and self.tc.schedule == "plateau":
+            state.lr = lr * self.tc.lr_decay
+
+
+def state_tensors(state) -> list[torch.Tensor]:
+    """A recurrent state's tensors: ``h``, or ``h`` and ``c`` for an LSTM."""
+    return list(state) if isinstance(state, tuple) else [state]
+
+
+def detach_state(state):
+    """The state cut from its history (truncated BPTT; pytorch/examples' ``repackage_hidden``)."""
+    if state is None:
+        return None
+    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
 
 
 def parallel_jobs() -> int:
@@ -112,16 +170,17 @@ class Trainer:
         if self.data.size(0) < 2:
             raise UserError(f"The train split ({len(corpus.train)} tokens) is too short for "
                             f"train.batch_size={tc.batch_size} parallel streams.")
-        self.optimizer = make_optimizer(model.net.parameters(), tc)
+        self.optimizer = OPTIMIZERS[str(tc.optimizer)](model.net.parameters(), lr=tc.lr,
+                                                       weight_decay=tc.weight_decay)
         self.last, self.best = run_dir / checkpoint.CHECKPOINT, run_dir / checkpoint.BEST
         self.meta = checkpoint.meta(model, corpus, settings)
         self.state = self._start_or_resume()
-        self.epochs_before = len(self.state["history"])  # trained by earlier processes (a resume)
+        self.epochs_before = len(self.state.history)  # trained by earlier processes (a resume)
         self._set_threads()
         self.precision = resolve_precision(tc.precision, model.device)
         self.loop = Epoch(model, self.data, self.optimizer, tc, self.state, self.precision)
 
-    def _start_or_resume(self) -> dict:
+    def _start_or_resume(self) -> TrainState:
         """A fresh state, or the one saved in the run's checkpoint (``resume``); a checkpoint left
         there without ``resume`` is refused."""
         if self.settings.resume:
@@ -130,78 +189,76 @@ class Trainer:
             self.optimizer.load_state_dict(saved["optimizer"])
             _set_rng_state(saved["rng"])
             log.info("resumed from %s after epoch %d", self.last, saved["state"]["epoch"])
-            return saved["state"]
+            return TrainState(**saved["state"])
         checkpoint.refuse_existing(self.last)
-        return {"epoch": 0, "step": 0, "tokens": 0, "seconds": 0.0, "lr": self.tc.lr, "best_valid": math.inf,
-                "best_epoch": 0, "bad_epochs": 0, "finished": False, "stopped_by": "max_epochs",
-                "history": [], "norm_sum": 0.0, "norm_max": 0.0, "clipped": 0}
+        return TrainState(lr=self.tc.lr)
 
     def _set_threads(self) -> None:
         """``train.threads`` resolved; a resumed run keeps its threads, so it computes the same sums."""
-        if self.tc.threads == "auto" and "threads" in self.state:
-            threads = self.state["threads"]
+        if self.tc.threads == "auto" and self.state.threads is not None:
+            threads = self.state.threads
         else:
-            threads = self.state["threads"] = resolve_threads(self.tc.threads, parallel_jobs())
+            threads = self.state.threads = resolve_threads(self.tc.threads, parallel_jobs())
         if threads:
             torch.set_num_threads(threads)
 
     def fit(self) -> dict:
         state, diverged = self.state, None
-        while state["epoch"] < self.tc.max_epochs and not state["finished"]:
-            epoch = state["epoch"] + 1
+        while state.epoch < self.tc.max_epochs and not state.finished:
+            epoch = state.epoch + 1
             last_good = _weights(self.model)
-            lr, losses, seen, seconds, diverged = self.loop.run(epoch)
+            result = self.loop.run(epoch)
+            diverged = result.diverged_step
             if diverged is not None:
                 self.model.net.load_state_dict(checkpoint.load(self.best)["model"] if self.best.exists()
                                                else last_good)
                 log.warning("loss became non-finite at step %d (epoch %d); stopped with the last good "
                             "weights", diverged, epoch)
-                state["stopped_by"] = "diverged"
+                state.stopped_by = "diverged"
                 break
-            self._end_epoch(epoch, lr, losses, seen, seconds)
+            self._end_epoch(epoch, result)
         if diverged is None and self.best.exists():
             self.model.net.load_state_dict(checkpoint.load(self.best)["model"])
         stats = _stats(self.model, self.tc, state, diverged, self.loop.steps_per_epoch,
                        (self.data.size(0) - 1) * self.tc.batch_size, self.precision)
-        earlier = sum(h["train_seconds"] for h in state["history"][:self.epochs_before])
+        earlier = sum(h["train_seconds"] for h in state.history[:self.epochs_before])
         return stats | {"threads": torch.get_num_threads() if self.model.device.type == "cpu" else None,
                         "resumed_train_seconds": earlier}
 
-    def _end_epoch(self, epoch: int, lr: float, losses: list, seen: int, seconds: float) -> None:
+    def _end_epoch(self, epoch: int, result: EpochResult) -> None:
         """Validate; keep the best weights; decay the rate or stop early; checkpoint; log the epoch."""
         state, tc = self.state, self.tc
-        state["tokens"] += seen
+        state.tokens += result.tokens
         valid = evaluate(self.model, self.corpus, "valid", self.settings.protocol,
                          self.settings.eval_batch_size, 0)[0]
-        improved = valid["ppl"] < state["best_valid"]
+        improved = valid["ppl"] < state.best_valid
         if improved:
-            state.update(best_valid=valid["ppl"], best_epoch=epoch, bad_epochs=0)
+            state.best_valid, state.best_epoch, state.bad_epochs = valid["ppl"], epoch, 0
             checkpoint.save({"meta": self.meta, "model": self.model.net.state_dict()}, self.best)
         else:
-            state["bad_epochs"] += 1
-            if tc.schedule == "plateau":
-                state["lr"] = lr * tc.lr_decay
-        if tc.patience and state["bad_epochs"] >= tc.patience:
-            state["stopped_by"], state["finished"] = "early_stopping", True
-        train_loss = sum(losses) / max(1, len(losses))
-        state["epoch"] = epoch
-        state["seconds"] += seconds + valid["eval_seconds"]
-        state["history"].append({"epoch": epoch, "lr": lr, "train_loss": train_loss,
-                                 "valid_ppl": valid["ppl"], "train_seconds": seconds,
-                                 "train_cpu_seconds": self.loop.cpu_seconds,
-                                 "tokens_per_s": seen / seconds, "valid_seconds": valid["eval_seconds"]})
-        checkpoint.save({"meta": self.meta, "model": self.model.net.state_dict(),
-                         "optimizer": self.optimizer.state_dict(), "state": state, "rng": _rng_state()},
-                        self.last)
+            state.bad_epochs += 1
+        self.loop.schedule.validated(state, result.lr, improved)
+        if tc.patience and state.bad_epochs >= tc.patience:
+            state.stopped_by, state.finished = "early_stopping", True
+        train_loss = sum(result.losses) / max(1, len(result.losses))
+        state.epoch = epoch
+        state.seconds += result.seconds + valid["eval_seconds"]
+        state.history.append({"epoch": epoch, "lr": result.lr, "train_loss": train_loss,
+                              "valid_ppl": valid["ppl"], "train_seconds": result.seconds,
+                              "train_cpu_seconds": result.cpu_seconds,
+                              "tokens_per_s": result.tokens / result.seconds,
+                              "valid_seconds": valid["eval_seconds"]})
+        checkpoint.save({"meta": self.meta, "model": self.model.net.state_dict(), "rng": _rng_state(),
+                         "optimizer": self.optimizer.state_dict(), "state": asdict(state)}, self.last)
         log.info("epoch %d | lr %.4g | train ppl %.2f | valid ppl %.2f%s | %.0f tok/s | %.0f s",
-                 epoch, lr, math.exp(min(train_loss, 50)), valid["ppl"], " *" if improved else "",
-                 seen / seconds, seconds + valid["eval_seconds"])
+                 epoch, result.lr, math.exp(min(train_loss, 50)), valid["ppl"], " *" if improved else "",
+                 result.tokens / result.seconds, result.seconds + valid["eval_seconds"])
 
 
 class Epoch:
     """One pass over the parallel streams: teacher forcing, truncated BPTT, clipping, budgets."""
 
-    def __init__(self, model, data: torch.Tensor, optimizer, tc, state: dict, precision: str):
+    def __init__(self, model, data: torch.Tensor, optimizer, tc, state: TrainState, precision: str):
         self.model, self.data, self.optimizer, self.tc, self.state = model, data, optimizer, tc, state
         self.bf16 = precision == "bf16"
         self.params = list(model.net.parameters())
@@ -210,6 +267,7 @@ class Epoch:
         self.total_steps = self.steps_per_epoch * tc.max_epochs  # the cosine schedule's horizon
         if tc.max_tokens:
             self.total_steps = min(self.total_steps, math.ceil(tc.max_tokens / (self.seq * tc.batch_size)))
+        self.schedule = Schedule(tc, self.total_steps)
         self.clip = tc.clip if tc.clip > 0 else math.inf
 
     def set_lr(self, lr: float) -> float:
@@ -217,10 +275,9 @@ class Epoch:
             group["lr"] = lr
         return lr
 
-    def run(self, epoch: int):
-        """Returns (lr at the start, step losses, tokens seen, seconds, diverged step or None)."""
+    def run(self, epoch: int) -> EpochResult:
         tc, state, data, model = self.tc, self.state, self.data, self.model
-        lr = self.set_lr(epoch_lr(tc, state, epoch))
+        lr = self.set_lr(self.schedule.epoch_start(state, epoch))
         model.net.train()
         hidden = model.initial_state(tc.batch_size)
         pending, losses, seen, started = [], [], 0, time.perf_counter()
@@ -229,42 +286,41 @@ class Epoch:
                    disable=None, file=sys.stderr)
         last = data.size(0) - 1
         for i in range(0, last, self.seq):
-            if tc.schedule == "cosine":
-                self.set_lr(cosine_lr(tc, state["step"], self.total_steps))
+            if (step_lr := self.schedule.at_step(state.step)) is not None:
+                self.set_lr(step_lr)
             n = min(self.seq, last - i)
             x, y = data[i:i + n], data[i + 1:i + 1 + n]  # (T, B) inputs and next-token targets
             hidden, loss_and_norm = self._step(x, y, hidden)
             pending.append(loss_and_norm)
             seen += y.numel()
-            elapsed = state["seconds"] + time.perf_counter() - started
-            out_of_tokens = tc.max_tokens and state["tokens"] + seen >= tc.max_tokens
+            elapsed = state.seconds + time.perf_counter() - started
+            out_of_tokens = tc.max_tokens and state.tokens + seen >= tc.max_tokens
             out_of_time = tc.max_minutes and elapsed >= 60 * tc.max_minutes
             if len(pending) == FLUSH_EVERY or out_of_tokens or out_of_time or i + n == last:
                 bad_step = self._flush(pending, losses, bar, seen / (time.perf_counter() - started))
                 if bad_step is not None:
                     bar.close()
-                    return lr, losses, seen, 0.0, bad_step
+                    return EpochResult(lr, losses, seen, 0.0, diverged_step=bad_step)
                 pending = []
             if out_of_tokens or out_of_time:
-                state["stopped_by"] = "max_tokens" if out_of_tokens else "max_minutes"
-                state["finished"] = True
+                state.stopped_by = "max_tokens" if out_of_tokens else "max_minutes"
+                state.finished = True
                 break
         bar.close()
-        self.cpu_seconds = time.process_time() - cpu_started  # over all threads: the work, not the wait
-        return lr, losses, seen, time.perf_counter() - started, None
-
+        # CPU seconds over all threads: the work, not the wait
+        return EpochResult(lr, losses, seen, time.perf_counter() - started, time.process_time() - cpu_started)
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, hidden):
         """One chunk, teacher-forced: forward, backward, clip, update. Returns the state carried to
         the next chunk and the (loss, pre-clip gradient norm) pair, left on the device."""
         model = self.model
         with torch.autocast(model.device.type, torch.bfloat16, enabled=self.bf16):
-            loss, hidden = model.chunk_loss(x, y, model.detach(hidden))
+            loss, hidden = model.chunk_loss(x, y, detach_state(hidden))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip)
         self.optimizer.step()
-        self.state["step"] += 1
+        self.state.step += 1
         return hidden, torch.stack([loss.detach().float(), norm.detach().float()])
 
     def _flush(self, pending: list, losses: list, bar, tokens_per_s: float) -> int | None:
@@ -275,10 +331,10 @@ class Epoch:
         values = torch.stack(pending).cpu()
         bad = (~torch.isfinite(values[:, 0])).nonzero()
         if len(bad):
-            return state["step"] - len(pending) + int(bad[0]) + 1
-        state["norm_sum"] += float(values[:, 1].sum())
-        state["norm_max"] = max(state["norm_max"], float(values[:, 1].max()))
-        state["clipped"] += int((values[:, 1] > self.clip).sum())
+            return state.step - len(pending) + int(bad[0]) + 1
+        state.norm_sum += float(values[:, 1].sum())
+        state.norm_max = max(state.norm_max, float(values[:, 1].max()))
+        state.clipped += int((values[:, 1] > self.clip).sum())
         losses.extend(values[:, 0].tolist())
         mean = sum(losses[-100:]) / len(losses[-100:])
         bar.set_postfix(loss=f"{mean:.3f}", ppl=f"{math.exp(min(mean, 50)):.1f}", tok_s=f"{tokens_per_s:.0f}",
@@ -288,32 +344,32 @@ class Epoch:
 
 
 def _stats(model, tc, state, diverged, steps_per_epoch, tokens_per_epoch, precision) -> dict:
-    history = state["history"]
+    history = state.history
     seconds = sum(h["train_seconds"] for h in history)
-    steps = state["step"]
+    steps = state.step
     stats = {
-        "stopped_by": state["stopped_by"],
-        "epochs": state["epoch"],
-        "best_epoch": state["best_epoch"],
-        "best_valid_ppl": state["best_valid"] if history else None,
+        "stopped_by": state.stopped_by,
+        "epochs": state.epoch,
+        "best_epoch": state.best_epoch,
+        "best_valid_ppl": state.best_valid if history else None,
         "steps": steps,
         "steps_per_epoch": steps_per_epoch,
-        "tokens": state["tokens"],
+        "tokens": state.tokens,
         "tokens_per_epoch": tokens_per_epoch,
-        "train_tokens_per_s": state["tokens"] / seconds if seconds else None,
+        "train_tokens_per_s": state.tokens / seconds if seconds else None,
         "train_seconds": seconds,
         "train_cpu_seconds": sum(h.get("train_cpu_seconds", 0.0) for h in history),
         "lr_history": [h["lr"] for h in history],
         "valid_ppl_history": [h["valid_ppl"] for h in history],
         "history": history,
-        "grad_norm_mean": state["norm_sum"] / steps if steps else None,
-        "grad_norm_max": state["norm_max"],
-        "clipped_fraction": state["clipped"] / steps if steps else None,
+        "grad_norm_mean": state.norm_sum / steps if steps else None,
+        "grad_norm_max": state.norm_max,
+        "clipped_fraction": state.clipped / steps if steps else None,
         "clip": tc.clip,
         "precision": precision,
         "flops_per_token_forward": model.flops_per_token(),
         "flops_per_token_train": 3 * model.flops_per_token(),  # forward, and twice that backward
-        **_utilisation(model, state["tokens"] / seconds if seconds else None, precision),
+        **_utilisation(model, state.tokens / seconds if seconds else None, precision),
         **model.eval_info(),
     }
     if diverged is not None:

@@ -23,7 +23,7 @@ from lmbench.errors import UserError
 from lmbench.hardware import resolve_precision
 from lmbench.models.base import FitSettings
 from lmbench.models.neural import LinearCrossEntropy
-from lmbench.train import cosine_lr, epoch_lr
+from lmbench.train import Schedule, TrainState
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -120,11 +120,19 @@ def test_early_stopping_and_plateau_decay(tiny_word_corpus, tiny_text_dir, tmp_p
 def test_schedules():
     tc = OmegaConf.create({"lr": 1.0, "lr_decay": 0.5, "decay_start": 4, "schedule": "step",
                            "warmup_steps": 10})
-    assert [epoch_lr(tc, {}, e) for e in range(1, 8)] == [1, 1, 1, 1, 0.5, 0.25, 0.125]
-    plateau = OmegaConf.merge(tc, {"schedule": "plateau"})
-    assert epoch_lr(plateau, {"lr": 0.25}, 9) == 0.25
-    assert cosine_lr(tc, 0, 110) == pytest.approx(0.1) and cosine_lr(tc, 9, 110) == 1.0
-    assert cosine_lr(tc, 60, 110) == pytest.approx(0.5) and cosine_lr(tc, 110, 110) == pytest.approx(0)
+    step = Schedule(tc, total_steps=110)
+    assert [step.epoch_start(TrainState(lr=1.0), e) for e in range(1, 8)] == [1, 1, 1, 1, 0.5, 0.25, 0.125]
+    assert step.at_step(3) is None
+    plateau = Schedule(OmegaConf.merge(tc, {"schedule": "plateau"}), total_steps=110)
+    state = TrainState(lr=0.25)
+    assert plateau.epoch_start(state, 9) == 0.25
+    plateau.validated(state, 0.25, improved=True)
+    assert state.lr == 0.25
+    plateau.validated(state, 0.25, improved=False)
+    assert state.lr == 0.125
+    cosine = Schedule(OmegaConf.merge(tc, {"schedule": "cosine"}), total_steps=110)
+    assert cosine.at_step(0) == pytest.approx(0.1) and cosine.at_step(9) == 1.0
+    assert cosine.at_step(60) == pytest.approx(0.5) and cosine.at_step(110) == pytest.approx(0)
 
 
 @pytest.mark.parametrize("family", ["fnn", "lstm", "transformer"])

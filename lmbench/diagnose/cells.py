@@ -24,6 +24,7 @@ from lmbench.corpora import EOS
 from lmbench.corpora.synthetic import SyntheticProcess
 from lmbench.diagnose.views import html_block, write_html, write_png
 from lmbench.errors import UserError
+from lmbench.train import state_tensors
 
 TOP = 5  # units kept per feature
 
@@ -38,15 +39,11 @@ def activations(model, ids: np.ndarray) -> tuple[np.ndarray, list[str]]:
         for i, x in enumerate(inputs):
             _, state = net(x.view(1, 1), state)
             if i:
-                rows.append(torch.cat([s[:, 0].reshape(-1) for s in _parts(state)]))
+                rows.append(torch.cat([s[:, 0].reshape(-1) for s in state_tensors(state)]))
     names = ("h", "c") if isinstance(state, tuple) else ("h",)
-    layers, _, size = _parts(state)[0].shape
+    layers, _, size = state_tensors(state)[0].shape
     labels = [f"{name}{layer}.{j}" for name in names for layer in range(layers) for j in range(size)]
     return torch.stack(rows).float().numpy(), labels
-
-
-def _parts(state) -> list[torch.Tensor]:
-    return list(state) if isinstance(state, tuple) else [state]
 
 
 def synthetic_features(corpus, tokens: list[str]) -> dict[str, np.ndarray]:

@@ -37,17 +37,14 @@ import torch.nn.functional as F
 
 from lmbench.diagnose.figures import colours, plt, save
 from lmbench.errors import UserError
+from lmbench.train import state_tensors
 
 EXPLODE = 10.0  # growth over the k = 1 norm that counts as an exploding gradient
 TINY = 1e-300  # floor for a norm that is exactly 0 (e.g. dead relu units) before taking logs
 
 
-def _tensors(state) -> list[torch.Tensor]:
-    return list(state) if isinstance(state, tuple) else [state]
-
-
 def _leaf(state):
-    leaves = [s.detach().requires_grad_() for s in _tensors(state)]
+    leaves = [s.detach().requires_grad_() for s in state_tensors(state)]
     return tuple(leaves) if isinstance(state, tuple) else leaves[0]
 
 
@@ -61,13 +58,13 @@ def window_norms(net, tokens: torch.Tensor, warmup: int) -> tuple[np.ndarray, fl
     state, states = _leaf(state), []
     for t in range(warmup, len(inputs)):
         logits, state = net(inputs[t:t + 1], state)
-        for s in _tensors(state):
+        for s in state_tensors(state):
             s.retain_grad()
         states.append(state)
     net.zero_grad(set_to_none=True)
     F.cross_entropy(logits[-1], target, reduction="sum").backward()
     # states[-1] follows the last input and feeds nothing; states[-1 - k] is k steps back
-    norms = [sum((s.grad ** 2).sum(dim=(0, 2)) for s in _tensors(state)).sqrt()
+    norms = [sum((s.grad ** 2).sum(dim=(0, 2)) for s in state_tensors(state)).sqrt()
              for state in reversed(states[:-1])]
     grads = [p.grad.pow(2).sum() for p in net.parameters() if p.grad is not None]
     param_norm = float(torch.stack(grads).sum().sqrt()) / tokens.shape[1]

@@ -5,8 +5,8 @@ A family subclass builds ``self.net`` (an ``nn.Module``) in ``build`` and suppli
 * ``chunk_loss(x, y, state)``: mean cross-entropy of targets ``y`` given inputs ``x`` (both (T, B)
   time-major ids, as the trainer cuts them from B parallel streams) and the state carried from the
   previous chunk; returns ``(loss, new_state)``.
-* ``initial_state(batch)`` / ``detach(state)``: the empty context, and the state with its history cut
-  (truncated BPTT).
+* ``initial_state(batch)``: the empty context (the trainer cuts a carried state's history with
+  ``train.detach_state``: truncated BPTT).
 * ``_score(tokens, segments, batch_size)``: log p of every token of every segment, each segment
   scored from an empty context.
 * ``_next(context, new_tokens)``: log p of the next token after appending ``new_tokens`` to a
@@ -25,6 +25,7 @@ from torch import nn
 from lmbench.corpora import Corpus
 from lmbench.hardware import freed_memory
 from lmbench.models.base import FitSettings
+from lmbench.models.fused_loss import LinearCrossEntropy
 
 
 def segments(n: int, starts: np.ndarray) -> list[tuple[int, int]]:
@@ -34,39 +35,6 @@ def segments(n: int, starts: np.ndarray) -> list[tuple[int, int]]:
         raise ValueError(f"starts must hold 0 and lie below {n}")
     ends = np.append(starts[1:], n)
     return list(zip(starts.tolist(), ends.tolist()))
-
-
-class LinearCrossEntropy(torch.autograd.Function):
-    """Mean cross-entropy of the logits ``features @ weight.T + bias`` against ``targets``, fused for
-    bf16 training: bf16 matrix products (the bias as one more column, so its gradient comes out of
-    the weight's product), a float32 softmax, and the logits' gradient (softmax minus one-hot) formed
-    in the forward pass. The (tokens x vocabulary) logits are made and read once, instead of passing
-    through autocast's log-softmax, NLL and their backward kernels."""
-
-    @staticmethod
-    def forward(ctx, features, weight, bias, targets):
-        n, width = features.shape
-        x = features.new_ones((n, width + (bias is not None)), dtype=torch.bfloat16)
-        w = weight.new_empty((len(weight), x.size(1)), dtype=torch.bfloat16)
-        x[:, :width], w[:, :width] = features, weight
-        if bias is not None:
-            w[:, width] = bias
-        p = torch.softmax(torch.mm(x, w.t()).float(), -1)  # (N, V) float32
-        rows = torch.arange(n, device=p.device)
-        loss = -p[rows, targets].clamp_min(torch.finfo(p.dtype).tiny).log().mean()
-        p[rows, targets] -= 1  # n x (d loss / d logits)
-        ctx.width, ctx.has_bias = width, bias is not None
-        ctx.save_for_backward(x, w, p.to(torch.bfloat16))
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad_loss):
-        x, w, grad_logits = ctx.saved_tensors
-        scale = grad_loss / len(x)
-        grad_features = (grad_logits @ w)[:, :ctx.width].float().mul_(scale)
-        grad_weight = (grad_logits.t() @ x).float().mul_(scale)  # (V, width [+ 1 for the bias])
-        bias = grad_weight[:, ctx.width] if ctx.has_bias else None
-        return grad_features, grad_weight[:, :ctx.width], bias, None
 
 
 class NeuralModel:
@@ -92,9 +60,6 @@ class NeuralModel:
 
     def initial_state(self, batch: int):
         return None
-
-    def detach(self, state):
-        return state
 
     def chunk_loss(self, x: torch.Tensor, y: torch.Tensor, state):
         raise NotImplementedError

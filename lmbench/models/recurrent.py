@@ -79,11 +79,6 @@ class Recurrent(NeuralModel):
         n_in = self.vocab_size + (line_end is None)
         return RecurrentNet(self.cell, n_in, self.vocab_size, cfg)
 
-    def detach(self, state):
-        if state is None:
-            return None
-        return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
-
     def chunk_loss(self, x, y, state):
         h, state = self.net.features(x, state)
         return self.decoder_loss(h, self.net.decoder_weight(), self.net.decoder_bias, y), state
