@@ -14,24 +14,12 @@ import argparse
 import math
 import resource
 import time
-from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
-from lmbench import config
+from lmbench.compose import compose
 from lmbench.corpora import load_corpus
 from lmbench.evaluate import resets
 from lmbench.models.base import FitSettings
 from lmbench.models.ngram import Ngram
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
-
-
-def compose_run(*overrides: str):
-    """The config ``python -m lmbench <overrides>`` would run."""
-    config.register_all()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 def peak_mb() -> float:
@@ -57,7 +45,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timing runs per step (best is shown)")
     args = parser.parse_args()
 
-    cfg = compose_run("model=ngram", "corpus=ptb", f"model.order={args.order}",
+    cfg = compose("model=ngram", "corpus=ptb", f"model.order={args.order}",
                       f"model.smoothing={args.smoothing}", f"protocol={args.protocol}")
     load_corpus(cfg.corpus)  # prepare and cache once
     print(f"PTB, order {args.order}, {args.smoothing}, {args.protocol} protocol")

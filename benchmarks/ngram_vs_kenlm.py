@@ -62,15 +62,10 @@ def timed(command: list[str], **kwargs) -> tuple[float, float]:
 
 def ptb_files() -> dict[str, Path]:
     """PTB's three files from the corpus cache or mirror (prepared by lmbench on first use)."""
-    from hydra import compose, initialize_config_dir
-
-    from lmbench import config, models
+    from lmbench.compose import compose
     from lmbench.corpora.fetch import fetch
 
-    models.load_all()
-    config.register_all()
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        cfg = compose(config_name="config", overrides=["corpus=ptb"])
+    cfg = compose("corpus=ptb")
     return {split: fetch(cfg.corpus.files[split], "ptb") for split in ("train", "valid", "test")}
 
 

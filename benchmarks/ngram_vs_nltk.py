@@ -16,26 +16,15 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from pathlib import Path
 
 import numpy as np
-from hydra import compose, initialize_config_dir
 from nltk.lm import KneserNeyInterpolated
 from nltk.util import everygrams
 
-from lmbench import config
+from lmbench.compose import compose
 from lmbench.corpora import load_corpus
 from lmbench.models.base import FitSettings
 from lmbench.models.ngram import Ngram
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
-
-
-def compose_run(*overrides: str):
-    """The config ``python -m lmbench <overrides>`` would run."""
-    config.register_all()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 def lines_of(corpus, split: str, count: int) -> list[np.ndarray]:
@@ -53,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     n = args.order
 
-    cfg = compose_run("model=ngram", "corpus=ptb", f"model.order={n}", "protocol=sentence")
+    cfg = compose("model=ngram", "corpus=ptb", f"model.order={n}", "protocol=sentence")
     corpus = load_corpus(cfg.corpus)
     train = lines_of(corpus, "train", args.train_lines)
     test = lines_of(corpus, "test", args.test_lines)

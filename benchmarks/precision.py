@@ -19,18 +19,16 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from lmbench import config, models
+from lmbench import models
+from lmbench.compose import compose
 from lmbench.corpora import load_corpus
 from lmbench.hardware import native_bf16
 from lmbench.models.base import FitSettings
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 RECURRENT = ["train.optimizer=sgd", "train.lr=20", "train.schedule=step", "train.batch_size=20",
              "train.bptt=20", "train.clip=0.25", "model.layers=2", "model.emb_size=200",
              "model.hidden_size=200", "model.dropout=0", "model.init_range=0.1"]
@@ -56,8 +54,7 @@ def train_once(cfg, corpus, precision: str, tokens: int | None) -> dict:
 
 def compare(family: str, tokens: int | None, rounds: int, threads: int) -> dict:
     overrides = [f"model={family}", "corpus=ptb", f"train.threads={threads}", *SETTINGS[family]]
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        cfg = compose("config", overrides=overrides)
+    cfg = compose(*overrides)
     corpus = load_corpus(cfg.corpus)
     runs = {"fp32": [], "bf16": []}
     for _ in range(rounds):
@@ -79,8 +76,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    models.load_all()
-    config.register_all()
     if not native_bf16(torch.device("cpu")):
         print("note: this CPU has no native bf16 (AMX / AVX512-BF16); bf16 will be slow here")
     families = list(SETTINGS) if args.model == "all" else [args.model]

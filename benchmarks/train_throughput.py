@@ -22,19 +22,17 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from torch import nn
 
-from lmbench import config, models, provenance
+from lmbench import models, provenance
+from lmbench.compose import compose
 from lmbench.corpora import load_corpus
 from lmbench.models.base import FitSettings
 from lmbench.train import batchify
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 # conf/experiment/zaremba_small.yaml's settings, applicable to every recurrent cell
 ZAREMBA_TRAIN = ["train.optimizer=sgd", "train.lr=1", "train.batch_size=20", "train.bptt=20", "train.clip=5"]
 ZAREMBA_MODEL = ["model.layers=2", "model.emb_size=200", "model.hidden_size=200", "model.dropout=0",
@@ -88,14 +86,11 @@ def setup(args):
     """The benchmark's config and PTB (with a short valid split, for a cheap validation)."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    models.load_all()
-    config.register_all()
     overrides = [f"model={args.model}", "corpus=ptb", f"train.threads={args.threads}",
                  f"train.precision={args.precision}", *ZAREMBA_TRAIN]
     if args.model in ("rnn", "lstm", "gru"):
         overrides += ZAREMBA_MODEL
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        cfg = compose("config", overrides=overrides)
+    cfg = compose(*overrides)
     corpus = load_corpus(cfg.corpus)
     return cfg, replace(corpus, splits={**corpus.splits, "valid": corpus.valid[:2000]})
 

@@ -6,15 +6,11 @@ The schemas live in the ``schema/`` config group (Hydra's structured-config-sche
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 
@@ -273,45 +269,9 @@ class Config:
     force: bool = False  # rerun a job even if an identical one already finished
 
 
-# the schemas each group's YAML options extend; every model adds its own (lmbench.models.register)
-SCHEMAS = {
-    "corpus": {
-        "split_files": SplitFilesCorpusConfig,
-        "one_file": OneFileCorpusConfig,
-        "brown": BrownCorpusConfig,
-        "user_file": UserFileCorpusConfig,
-        "synthetic": SyntheticCorpusConfig,
-    },
-    "train": {"train": TrainConfig},
-}
-
-
-def register_schema(group: str, name: str, node: type) -> None:
-    """Add a schema a YAML option can extend with ``- /schema/<group>@_here_: <name>``."""
-    SCHEMAS.setdefault(group, {})[name] = node
-    ConfigStore.instance().store(group=f"schema/{group}", name=name, node=node)
-
-
-RUN_TAG = f"{os.getpid()}-{secrets.token_hex(2)}"  # unique to this process, on any machine
-
-
-def unless_saved(output_dir: str, subdir: str) -> str | None:
-    """Hydra's ``output_subdir`` for a job folder: None (save nothing) when the folder already holds
-    one, so a rerun into an earlier run's folder (a resume, a refusal) keeps what its command wrote."""
-    return None if (Path(output_dir) / subdir).exists() else subdir
-
-
-def register_all() -> None:
-    """Store the schemas, and the ``${unique:}`` resolver that makes run folder names unique: two
-    commands started in the same second never share a folder (and one record never replaces another)."""
-    if not OmegaConf.has_resolver("unique"):
-        OmegaConf.register_new_resolver("unique", lambda: RUN_TAG, use_cache=True)
-        OmegaConf.register_new_resolver("unless_saved", unless_saved)
-    cs = ConfigStore.instance()
-    cs.store(name="config_schema", node=Config)
-    for group, options in SCHEMAS.items():
-        for name, node in options.items():
-            cs.store(group=f"schema/{group}", name=name, node=node)
+# the schemas each group's YAML options extend; compose.register_all adds the models' and the corpus
+# loaders' from their tables (lmbench.models.MODELS, lmbench.corpora.LOADERS)
+SCHEMAS = {"train": {"train": TrainConfig}}
 
 
 CORPUS_LEVELS = {"synthetic": "word", "brown": "word"}  # loaders that have only one level

@@ -23,10 +23,8 @@ from matplotlib.ticker import (  # noqa: E402
 )
 from matplotlib.transforms import Bbox  # noqa: E402
 
-from lmbench.diagnose.figures import FAMILY_COLOURS as DIAGNOSTICS_COLOURS  # noqa: E402
+from lmbench.models import COLOURS  # noqa: E402
 
-# the diagnostics' palette, so that a family has one colour in every figure and table
-FAMILY_COLOURS = {family: to_hex(c) for family, c in DIAGNOSTICS_COLOURS.items()} | {"oracle": "#000000"}
 # significance matrix cells: the row model significantly better, worse, not significantly different,
 # not tested (no per-token losses), or itself
 KIND_COLOURS = {"better": "#b9e3b0", "worse": "#f5b9b2", "ns": "#e4e4e4", "none": "#ffffff",
@@ -35,8 +33,8 @@ KIND_COLOURS = {"better": "#b9e3b0", "worse": "#f5b9b2", "ns": "#e4e4e4", "none"
 
 def colour(family: str) -> str:
     """The family's colour: fixed for the built-in families, a stable pick from tab20 otherwise."""
-    if family in FAMILY_COLOURS:
-        return FAMILY_COLOURS[family]
+    if family in COLOURS:
+        return COLOURS[family]
     return to_hex(plt.get_cmap("tab20")(zlib.crc32(family.encode()) % 20))
 
 

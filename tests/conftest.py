@@ -11,19 +11,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from lmbench import config, models
+from lmbench import models
+from lmbench.compose import compose, register_all
 from lmbench.corpora import load_corpus
-from lmbench.paths import conf_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CORPORA = ROOT.parent / "shared" / "corpora"
 
-models.load_all()
-config.register_all()
+register_all()
 
 # ---------------------------------------------------------------- the sizes tests run at
 # A job of seconds: 3,000 synthetic tokens, one epoch, a short bootstrap (conf/debug/tiny.yaml).
@@ -106,29 +103,22 @@ def tiny_text_dir(tmp_path) -> Path:
 
 @pytest.fixture
 def tiny_word_corpus(tiny_text_dir):
-    return load_corpus(compose_config("corpus=file", f"corpus.path={tiny_text_dir}",
-                                      "corpus.level=word").corpus)
+    return load_corpus(compose("corpus=file", f"corpus.path={tiny_text_dir}",
+                               "corpus.level=word").corpus)
 
 
 @pytest.fixture
 def tiny_char_corpus(tiny_text_dir):
-    return load_corpus(compose_config("corpus=file", f"corpus.path={tiny_text_dir}").corpus)
+    return load_corpus(compose("corpus=file", f"corpus.path={tiny_text_dir}").corpus)
 
 
 @pytest.fixture
 def small_synthetic():
     """A synthetic corpus small enough to train on in seconds."""
-    return load_corpus(compose_config(*SYNTHETIC_20K).corpus)
+    return load_corpus(compose(*SYNTHETIC_20K).corpus)
 
 
 # ---------------------------------------------------------------- helpers
-def compose_config(*overrides: str):
-    """The config ``python -m lmbench <overrides>`` would run, composed without running it."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir())):
-        return compose(config_name="config", overrides=list(overrides))
-
-
 def needs_shared(*relative: str):
     """Skip marker for tests that need a file from the shared corpus mirror."""
     missing = [r for r in relative if not (SHARED_CORPORA / r).exists()]
@@ -151,10 +141,10 @@ def tiny_config(family: str, corpus_dir, *overrides: str):
     """The run config of a short job of a LEARNING_NETWORKS network on the tiny word corpus, device
     resolved; fp32 on one thread, so the results depend neither on this machine's bf16 support nor
     on its load."""
-    cfg = compose_config(f"model={family}", "corpus=file", f"corpus.path={corpus_dir}",
-                         "corpus.level=word", "train.batch_size=4", "train.bptt=8",
-                         "train.max_epochs=3", "train.lr=0.01", "train.optimizer=adam", "train.clip=1",
-                         "train.precision=fp32", "train.threads=1", *LEARNING_NETWORKS[family], *overrides)
+    cfg = compose(f"model={family}", "corpus=file", f"corpus.path={corpus_dir}",
+                  "corpus.level=word", "train.batch_size=4", "train.bptt=8",
+                  "train.max_epochs=3", "train.lr=0.01", "train.optimizer=adam", "train.clip=1",
+                  "train.precision=fp32", "train.threads=1", *LEARNING_NETWORKS[family], *overrides)
     return OmegaConf.merge(cfg, {"device": "cpu"})
 
 

@@ -7,8 +7,8 @@ import tarfile
 import zipfile
 
 import pytest
-from conftest import compose_config
 
+from lmbench.compose import compose
 from lmbench.corpora import load_corpus
 from lmbench.errors import CorpusError
 
@@ -16,8 +16,8 @@ TEXT = "the cat sat on the mat .\nthe dog sat on the log .\n" * 20
 
 
 def _load(path, *overrides):
-    return load_corpus(compose_config("corpus=file", f"corpus.path={path}", "corpus.level=word",
-                                      *overrides).corpus)
+    return load_corpus(compose("corpus=file", f"corpus.path={path}", "corpus.level=word",
+                               *overrides).corpus)
 
 
 def test_zip_with_a_folder_of_splits_loads(tmp_path):

@@ -8,7 +8,7 @@ import math
 import re
 
 import pytest
-from conftest import ROOT, TINY, TINY_NETWORKS, compose_config
+from conftest import ROOT, TINY, TINY_NETWORKS
 from hydra.errors import HydraException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,6 +16,7 @@ from omegaconf import DictConfig, FloatNode, IntegerNode, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lmbench import run as run_module
+from lmbench.compose import compose
 from lmbench.config import leaves, schema_nodes, validate
 from lmbench.errors import UserError
 
@@ -44,7 +45,7 @@ def numeric_options() -> list[tuple[str, str, str, type]]:
     for group, options in (("", [""]), ("model", None), ("corpus", None)):
         for option in options or sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml")):
             chosen = [f"{group}={option}"] if group else []
-            cfg = compose_config(*chosen, *(["corpus.path=x"] if option == "file" else []))
+            cfg = compose(*chosen, *(["corpus.path=x"] if option == "file" else []))
             for key, kind in numeric_leaves(cfg):
                 if key.startswith(f"{group}.") if group else not key.startswith(("model.", "corpus.")):
                     found.append((group or "model", option or "lstm", key, kind))
@@ -62,7 +63,7 @@ def declared_rules() -> list[tuple[tuple[str, ...], str, object]]:
         for option in options or sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml")):
             chosen = (f"{group}={option}",) if group else ()
             chosen += ("corpus.path=x",) if option == "file" else ()
-            for prefix, node, fields in schema_nodes(compose_config(*chosen)):
+            for prefix, node, fields in schema_nodes(compose(*chosen)):
                 for name, f in (fields or {}).items():
                     rule = f.metadata.get("rule")
                     if rule and (OmegaConf.get_type(node), name) not in seen:
@@ -82,7 +83,7 @@ RULES = declared_rules()
 @pytest.mark.parametrize("chosen, key, value", RULES, ids=[f"{k}={spelled(v)}" for _, k, v in RULES])
 def test_every_declared_rule_refuses_the_values_it_names(chosen, key, value):
     with pytest.raises(UserError, match=rf"{re.escape(key)}=.* is out of range: it must be "):
-        validate(compose_config(*chosen, f"{key}={spelled(value)}"))
+        validate(compose(*chosen, f"{key}={spelled(value)}"))
 
 
 def test_every_numeric_option_declares_a_rule_with_values_to_refuse():
@@ -118,10 +119,10 @@ def test_bad_numbers_are_refused_before_data_or_run_correctly(option, pick, tiny
     group, name, key, kind = option
     value = BAD[kind][pick % len(BAD[kind])]
     base = [f"{group}={name}"] + [o.replace("@TINY@", str(tiny_text_dir)) for o in LOCAL.get(name, [])]
-    change = override(compose_config(*base), key, value)
+    change = override(compose(*base), key, value)
     refused = None
     try:
-        cfg = compose_config(*base, change)
+        cfg = compose(*base, change)
         validate(cfg)
     except (HydraException, OmegaConfBaseException, UserError) as error:
         refused = str(error)
@@ -135,7 +136,7 @@ def test_bad_numbers_are_refused_before_data_or_run_correctly(option, pick, tiny
     tmp = tmp_path_factory.mktemp("run")
     tiny = TINY if group != "corpus" or name == "synthetic" else []  # debug=tiny sizes the synthetic corpus
     small = TINY_NETWORKS.get(name, []) if group == "model" else []
-    cfg = compose_config(*base, *tiny, *small, change, f"results_dir={tmp}")
+    cfg = compose(*base, *tiny, *small, change, f"results_dir={tmp}")
     monkeypatch.chdir(tmp)
     try:
         record = run_module.run(cfg, tmp / "job")

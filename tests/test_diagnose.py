@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT, SYNTHETIC_20K, compose_config
+from conftest import ROOT, SYNTHETIC_20K
 
 from lmbench import models
+from lmbench.compose import compose
 from lmbench.corpora import EOS
 from lmbench.diagnose import cells, gradients, memory
 from lmbench.diagnose.__main__ import main
@@ -25,7 +26,7 @@ PROBED_NET = ["model.hidden_size=16", "model.emb_size=16", "model.layers=1"]  # 
 
 def untrained(name: str, corpus, *overrides: str):
     torch.manual_seed(0)
-    return models.build(name, compose_config(f"model={name}", *PROBED_NET, *overrides).model, corpus)
+    return models.build(name, compose(f"model={name}", *PROBED_NET, *overrides).model, corpus)
 
 
 # ---------------------------------------------------------------- gradient flow
@@ -152,9 +153,9 @@ def trained_runs(tmp_path_factory):
         patch.setenv("LMBENCH_CACHE", str(root / "cache"))
         folders = []
         for name in ("rnn", "lstm"):
-            cfg = compose_config(f"model={name}", *PROBED_NET, *SYNTHETIC_20K, "device=cpu",
-                                 "train.max_tokens=6000", "eval.bootstrap_samples=0",
-                                 f"results_dir={root / 'results'}")
+            cfg = compose(f"model={name}", *PROBED_NET, *SYNTHETIC_20K, "device=cpu",
+                          "train.max_tokens=6000", "eval.bootstrap_samples=0",
+                          f"results_dir={root / 'results'}")
             run(cfg, root / "runs" / name)
             folders.append(root / "runs" / name)
     return folders
@@ -204,9 +205,9 @@ def test_cli_rejects_unknown_options_and_folders_without_a_record(trained_runs, 
 
 @pytest.mark.slow
 def test_a_char_run_on_real_text_gets_text_features_and_skips_the_memory_probe(tiny_text_dir, tmp_path):
-    cfg = compose_config("model=lstm", *PROBED_NET, "corpus=file", f"corpus.path={tiny_text_dir}",
-                         "device=cpu", "train.max_epochs=1", "train.bptt=20", "train.batch_size=4",
-                         "eval.bootstrap_samples=0", f"results_dir={tmp_path / 'results'}")
+    cfg = compose("model=lstm", *PROBED_NET, "corpus=file", f"corpus.path={tiny_text_dir}",
+                  "device=cpu", "train.max_epochs=1", "train.bptt=20", "train.batch_size=4",
+                  "eval.bootstrap_samples=0", f"results_dir={tmp_path / 'results'}")
     run(cfg, tmp_path / "run")
     assert main([str(tmp_path / "run"), "distance=10", "windows=1", "rows=2"]) == 0
     found = json.loads((tmp_path / "run" / "record.json").read_text())["diagnostics"]

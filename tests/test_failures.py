@@ -12,11 +12,11 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, TINY, TINY_NETWORKS, compose_config, lmbench
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from conftest import ROOT, TINY, TINY_NETWORKS, lmbench
+from hydra import initialize_config_dir
 
 from lmbench import sample
+from lmbench.compose import compose
 from lmbench.config import validate
 from lmbench.corpora import load_corpus
 from lmbench.diagnose.__main__ import main as diagnose
@@ -66,9 +66,8 @@ def test_a_sweep_with_a_setting_nothing_would_read_is_refused_before_any_job(tmp
 
 def composed_as_the_app_does(*overrides: str):
     """The config with its hydra section, after the app's check that every chosen option exists."""
-    GlobalHydra.instance().clear()
+    cfg = compose(*overrides, return_hydra_config=True)
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
         check_choices(cfg.hydra.runtime.choices)
     return cfg
 
@@ -97,21 +96,21 @@ def test_an_option_of_an_optional_group_that_does_not_exist_is_refused(group):
 ])
 def test_bad_numbers_are_refused_before_any_data_is_read(override, words):
     with pytest.raises(UserError, match=words.replace("*", r"\*")):
-        validate(compose_config(override))
+        validate(compose(override))
 
 
 def test_a_non_finite_model_option_is_refused(tmp_path):
     with pytest.raises(UserError, match="model.forget_bias=nan is not a finite number"):
-        validate(compose_config("model=lstm", "model.forget_bias=nan"))
+        validate(compose("model=lstm", "model.forget_bias=nan"))
     with pytest.raises(UserError, match=r"corpus.fractions=\[0.5, nan, 0.25\] is out of range|not a finite"):
-        validate(compose_config("corpus=file", "corpus.path=x", "corpus.fractions=[0.5,nan,0.25]"))
+        validate(compose("corpus=file", "corpus.path=x", "corpus.fractions=[0.5,nan,0.25]"))
 
 
 def test_a_model_too_big_for_memory_is_refused_with_its_size_before_allocation(tmp_path):
-    cfg = compose_config(*TINY_LSTM, "model.hidden_size=10000000", f"results_dir={tmp_path}")
+    cfg = compose(*TINY_LSTM, "model.hidden_size=10000000", f"results_dir={tmp_path}")
     with pytest.raises(UserError, match=r"4e\+14 parameters: about .* GiB to train"):
         run(cfg, tmp_path / "job")
-    cfg = compose_config("model=transformer", "model.d_model=2000000000", *TINY, f"results_dir={tmp_path}")
+    cfg = compose("model=transformer", "model.d_model=2000000000", *TINY, f"results_dir={tmp_path}")
     with pytest.raises(UserError, match="parameters"):
         run(cfg, tmp_path / "job")
     assert not (tmp_path / "job").exists()
@@ -239,17 +238,17 @@ def test_a_cache_that_is_a_file_costs_only_the_caching(tmp_path, monkeypatch, ti
     cache = tmp_path / "cache-file"
     cache.write_text("")
     monkeypatch.setenv("LMBENCH_CACHE", str(cache))
-    corpus = load_corpus(compose_config(*TINY).corpus)  # generated, used, not cached
+    corpus = load_corpus(compose(*TINY).corpus)  # generated, used, not cached
     assert len(corpus.train) == 3000
     archive = tmp_path / "corpus.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.write(tiny_text_dir / "train.txt", "train.txt")
     with pytest.raises(CorpusError, match="corpus cache .* cannot be written"):
-        load_corpus(compose_config("corpus=file", f"corpus.path={archive}").corpus)
+        load_corpus(compose("corpus=file", f"corpus.path={archive}").corpus)
 
 
 def test_records_that_parse_but_lack_keys_are_skipped_and_named(tmp_path):
-    good = run(compose_config("model=unigram", *TINY, f"results_dir={tmp_path}"), tmp_path / "good")
+    good = run(compose("model=unigram", *TINY, f"results_dir={tmp_path}"), tmp_path / "good")
     nulls = {**good, "id": "nulls", "metrics": None, "memory": None}  # whole, but with empty sections
     for name, content in {"list": "[1, 2]", "no_model": json.dumps({"id": "x", "status": "ok"}),
                           "bad_corpus": json.dumps({**good, "corpus": "synthetic"}), "text": "{oops",
@@ -264,7 +263,7 @@ def test_records_that_parse_but_lack_keys_are_skipped_and_named(tmp_path):
 
 
 def test_a_truncated_losses_file_is_read_as_missing(tmp_path):
-    record = run(compose_config("model=unigram", *TINY, f"results_dir={tmp_path}"), tmp_path / "job")
+    record = run(compose("model=unigram", *TINY, f"results_dir={tmp_path}"), tmp_path / "job")
     folder = RunDir(tmp_path / "job")
     assert len(folder.test_losses()) == record["metrics"]["test"]["tokens"]
     path = tmp_path / "job" / "test_losses.npy"
@@ -279,8 +278,8 @@ def test_a_truncated_losses_file_is_read_as_missing(tmp_path):
 
 
 def test_sample_and_diagnose_refuse_corrupt_records_and_changed_corpora(tmp_path, tiny_text_dir, capsys):
-    cfg = compose_config("model=lstm", *TINY_NETWORKS["lstm"], "train.max_epochs=1", "corpus=file",
-                         f"corpus.path={tiny_text_dir}", "corpus.level=word", f"results_dir={tmp_path}")
+    cfg = compose("model=lstm", *TINY_NETWORKS["lstm"], "train.max_epochs=1", "corpus=file",
+                  f"corpus.path={tiny_text_dir}", "corpus.level=word", f"results_dir={tmp_path}")
     run_dir = tmp_path / "job"
     run(cfg, run_dir)
     (tiny_text_dir / "train.txt").write_text((tiny_text_dir / "train.txt").read_text() + "zebra\n")
@@ -301,8 +300,8 @@ def test_sample_and_diagnose_refuse_corrupt_records_and_changed_corpora(tmp_path
 def _file_corpus(tmp_path, data: bytes, *overrides):
     path = tmp_path / "text.txt"
     path.write_bytes(data)
-    return load_corpus(compose_config("corpus=file", f"corpus.path={path}", "corpus.level=word",
-                                      *overrides).corpus)
+    return load_corpus(compose("corpus=file", f"corpus.path={path}", "corpus.level=word",
+                               *overrides).corpus)
 
 
 def test_a_utf8_byte_order_mark_is_not_part_of_the_first_token(tmp_path):
@@ -321,9 +320,9 @@ def test_utf16_text_suggests_the_encoding_and_reads_with_it(tmp_path, encoding):
 
 def test_a_typo_in_corpus_errors_or_encoding_names_that_key():
     with pytest.raises(UserError, match="corpus.errors=replase is not an error handler"):
-        validate(compose_config("corpus=file", "corpus.path=x", "corpus.errors=replase"))
+        validate(compose("corpus=file", "corpus.path=x", "corpus.errors=replase"))
     with pytest.raises(UserError, match="corpus.encoding=utf-9 is not a text encoding"):
-        validate(compose_config("corpus=file", "corpus.path=x", "corpus.encoding=utf-9"))
+        validate(compose("corpus=file", "corpus.path=x", "corpus.encoding=utf-9"))
 
 
 def test_a_damaged_zip_is_a_clear_error_naming_the_users_file_and_leaves_nothing(tmp_path, isolated_cache):
@@ -334,7 +333,7 @@ def test_a_damaged_zip_is_a_clear_error_naming_the_users_file_and_leaves_nothing
     data[60:90] = bytes(30)  # inside the deflate stream
     archive.write_bytes(bytes(data))
     with pytest.raises(CorpusError, match=f"{archive} is not a readable archive"):
-        load_corpus(compose_config("corpus=file", f"corpus.path={archive}").corpus)
+        load_corpus(compose("corpus=file", f"corpus.path={archive}").corpus)
     assert not list((isolated_cache / "unpacked").iterdir())
 
 
@@ -345,14 +344,14 @@ def test_an_archive_lacking_a_split_names_the_archive_and_is_not_kept_unpacked(t
         for split in ("train", "valid"):
             zf.write(tiny_text_dir / f"{split}.txt", f"mine/{split}.txt")
     with pytest.raises(CorpusError, match=f"mine in {archive} is a folder but lacks test.txt"):
-        load_corpus(compose_config("corpus=file", f"corpus.path={archive}").corpus)
+        load_corpus(compose("corpus=file", f"corpus.path={archive}").corpus)
     assert not list((isolated_cache / "unpacked").iterdir())
 
 
 # ---------------------------------------------------------------- 8. tools around runs
 def test_sample_top_k_above_the_vocabulary_keeps_every_token_and_bad_numbers_are_refused(tmp_path, capsys):
     run_dir = tmp_path / "job"
-    run(compose_config("model=unigram", *TINY, f"results_dir={tmp_path}"), run_dir)
+    run(compose("model=unigram", *TINY, f"results_dir={tmp_path}"), run_dir)
     sample.main([str(run_dir), "--top-k", "1000000", "--length", "5"])
     assert len(capsys.readouterr().out.split()) >= 4
     for bad in (["--temperature", "nan"], ["--temperature", "inf"], ["--top-k", "0"], ["--length", "-1"]):
@@ -364,7 +363,7 @@ def test_sample_top_k_above_the_vocabulary_keeps_every_token_and_bad_numbers_are
 @pytest.mark.parametrize("option", ["distance=0", "tokens=0", "windows=-1", "rows=0", "show=0"])
 def test_diagnose_refuses_counts_below_one(tmp_path, option, capsys):
     run_dir = tmp_path / "job"
-    run(compose_config("model=unigram", *TINY, f"results_dir={tmp_path}"), run_dir)
+    run(compose("model=unigram", *TINY, f"results_dir={tmp_path}"), run_dir)
     assert diagnose([str(run_dir), option]) == 1
     assert "is out of range: it must be at least 1" in capsys.readouterr().err
 
@@ -372,7 +371,7 @@ def test_diagnose_refuses_counts_below_one(tmp_path, option, capsys):
 @pytest.mark.slow
 def test_report_out_naming_a_file_is_a_one_line_error(tmp_path):
     results = tmp_path / "results"
-    run(compose_config("model=unigram", *TINY, f"results_dir={results}"), results / "job")
+    run(compose("model=unigram", *TINY, f"results_dir={results}"), results / "job")
     (tmp_path / "out.html").write_text("mine")
     done = subprocess.run([sys.executable, "-m", "lmbench.report", str(tmp_path / "results"), "--out",
                            str(tmp_path / "out.html")], cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import compose_config
 from hydra.errors import HydraException
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from omegaconf.errors import OmegaConfBaseException
 
+from lmbench.compose import compose
 from lmbench.config import validate
 from lmbench.corpora import EOS, UNK, build_vocab, load_corpus
 from lmbench.corpora.loaders import chars_of_words, decode, words_of
@@ -73,8 +73,8 @@ def test_file_corpus_from_arbitrary_bytes_loads_or_fails_clearly(contents, level
         for name, data in zip(("train", "valid", "test"), contents):
             Path(folder, f"{name}.txt").write_bytes(data)
         try:
-            corpus = load_corpus(compose_config("corpus=file", f"corpus.path={folder}",
-                                                f"corpus.level={level}").corpus)
+            corpus = load_corpus(compose("corpus=file", f"corpus.path={folder}",
+                                         f"corpus.level={level}").corpus)
         except CorpusError:
             return
         assert all(len(corpus.splits[s]) > 0 for s in ("train", "valid", "test"))
@@ -93,7 +93,7 @@ VALUES = st.one_of(st.integers(-10**6, 10**6).map(str), st.floats(allow_nan=True
 @given(st.sampled_from(KEYS), VALUES)
 def test_random_config_overrides_compose_or_fail_with_a_clear_error(key, value):
     try:
-        cfg = compose_config(f"{key}={value}")
+        cfg = compose(f"{key}={value}")
         validate(cfg)
     except (HydraException, OmegaConfBaseException, UserError) as error:
         assert str(error).strip()

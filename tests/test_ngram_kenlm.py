@@ -11,9 +11,10 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import ROOT, compose_config, needs_shared
+from conftest import ROOT, needs_shared
 
 from lmbench import models
+from lmbench.compose import compose
 from lmbench.corpora import load_corpus
 from lmbench.evaluate import evaluate, resets
 from lmbench.models.base import FitSettings
@@ -40,12 +41,12 @@ def ptb2k(tmp_path):
     shutil.copy(REFERENCE / "ptb2k.train.txt", folder / "train.txt")
     for split in ("valid", "test"):
         shutil.copy(REFERENCE / "ptb300.valid.txt", folder / f"{split}.txt")
-    return load_corpus(compose_config("corpus=file", f"corpus.path={folder}", "corpus.level=word").corpus)
+    return load_corpus(compose("corpus=file", f"corpus.path={folder}", "corpus.level=word").corpus)
 
 
 def fit(corpus, protocol: str = "sentence", **options):
     overrides = [f"model.{key}={value}" for key, value in options.items()]
-    cfg = compose_config("model=ngram", f"protocol={protocol}", *overrides)
+    cfg = compose("model=ngram", f"protocol={protocol}", *overrides)
     model = models.build("ngram", cfg.model, corpus)
     return model, model.fit(corpus, FitSettings.from_config(cfg))
 
@@ -143,8 +144,8 @@ def test_ptb_sentence_perplexity_matches_kenlm(tmp_path):
     from lmbench.run import run
 
     kenlm_ppl = {5: 141.1862070921484, 3: 148.2814995024931}
-    cfg = compose_config("model=ngram", "corpus=ptb", "protocol=sentence", "model.order=5",
-                         "eval.bootstrap_samples=0", f"results_dir={tmp_path}")
+    cfg = compose("model=ngram", "corpus=ptb", "protocol=sentence", "model.order=5",
+                  "eval.bootstrap_samples=0", f"results_dir={tmp_path}")
     (tmp_path / "run").mkdir()
     record = run(cfg, tmp_path / "run")
     assert record["metrics"]["test"]["tokens"] == 82430
@@ -207,7 +208,7 @@ needs_lmplz = pytest.mark.skipif(not (shutil.which("lmplz") and shutil.which("qu
 def wide(wide_text, monkeypatch):
     """wide_text as a corpus, counted in pieces of 2**15 tokens."""
     monkeypatch.setattr("lmbench.models.ngram.CHUNK", 1 << 15)
-    cfg = compose_config("corpus=file", f"corpus.path={wide_text}", "corpus.level=word")
+    cfg = compose("corpus=file", f"corpus.path={wide_text}", "corpus.level=word")
     corpus = load_corpus(cfg.corpus)
     assert len(corpus.vocab) > 100_000 and len(corpus.train) > 16 * (1 << 15)
     return corpus

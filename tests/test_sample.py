@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import LEARNING_NETWORKS, compose_config
+from conftest import LEARNING_NETWORKS
 
 from lmbench import sample
+from lmbench.compose import compose
 from lmbench.run import run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -13,11 +14,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def finished_run(tmp_path, tiny_text_dir, model: str, *overrides: str):
     run_dir = tmp_path / "results" / model
-    cfg = compose_config(f"model={model}", "corpus=file", f"corpus.path={tiny_text_dir}",
-                         "corpus.level=word", "device=cpu", f"results_dir={tmp_path / 'results'}",
-                         "train.max_epochs=2", "train.batch_size=4", "train.bptt=8",
-                         "eval.bootstrap_samples=0",
-                         *overrides)
+    cfg = compose(f"model={model}", "corpus=file", f"corpus.path={tiny_text_dir}",
+                  "corpus.level=word", "device=cpu", f"results_dir={tmp_path / 'results'}",
+                  "train.max_epochs=2", "train.batch_size=4", "train.bptt=8",
+                  "eval.bootstrap_samples=0",
+                  *overrides)
     run(cfg, run_dir)
     return run_dir
 

@@ -12,7 +12,7 @@ import json
 import logging
 import zipfile
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,14 +21,34 @@ from typing import IO
 import numpy as np
 from omegaconf import OmegaConf
 
-from lmbench.corpora import loaders, synthetic  # noqa: F401  (each module registers its loaders)
+from lmbench import config
+from lmbench.corpora import loaders, synthetic
 from lmbench.corpora.fetch import cache_dir, writable_cache
-from lmbench.corpora.raw import EOS, LOADERS, SPLITS, UNK, RawCorpus  # noqa: F401  (re-exported)
+from lmbench.corpora.raw import EOS, SPLITS, UNK, RawCorpus, declared_hashes  # noqa: F401  (re-exported)
 from lmbench.errors import CorpusError
 from lmbench.files import atomic_write
 
 log = logging.getLogger(__name__)
 PREPARE_VERSION = 1  # bump when tokenisation or encoding changes, to invalidate prepared caches
+
+
+@dataclass(frozen=True)
+class Loader:
+    """``corpus.loader=<name>``: its config schema, its reader, and how it names its sources'
+    content without reading the corpus (for the fingerprint)."""
+
+    schema: type
+    read: Callable[..., RawCorpus]
+    hashes: Callable[..., list[str]] = declared_hashes
+
+
+LOADERS = {
+    "split_files": Loader(config.SplitFilesCorpusConfig, loaders.load_split_files),
+    "one_file": Loader(config.OneFileCorpusConfig, loaders.load_one_file),
+    "brown": Loader(config.BrownCorpusConfig, loaders.load_brown),
+    "user_file": Loader(config.UserFileCorpusConfig, loaders.load_user_file, loaders.user_hashes),
+    "synthetic": Loader(config.SyntheticCorpusConfig, synthetic.load_synthetic, lambda cfg: []),
+}
 
 
 @dataclass
@@ -231,9 +251,9 @@ def load_corpus(cfg) -> Corpus:
     """Prepare (or load from cache) the corpus described by a ``corpus`` config node."""
     if cfg.loader not in LOADERS:
         raise CorpusError(f"Unknown corpus loader {cfg.loader!r}; known: {', '.join(sorted(LOADERS))}.")
-    read, hashes = LOADERS[cfg.loader]
+    read = LOADERS[cfg.loader].read
     level = str(cfg.level)
-    fingerprint = _fingerprint(cfg, hashes(cfg))
+    fingerprint = _fingerprint(cfg, LOADERS[cfg.loader].hashes(cfg))
     path = _prepared_path(cfg.name, fingerprint)
     cached = _load_prepared(path)
     if cached is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lmbench.corpora.archives import corpus_root, is_archive, unpack
 from lmbench.corpora.fetch import cache_dir, fetch, sha256_of, writable_cache
-from lmbench.corpora.raw import EOS, SPLITS, RawCorpus, loader
+from lmbench.corpora.raw import EOS, SPLITS, RawCorpus
 from lmbench.errors import CorpusError
 
 
@@ -70,16 +70,13 @@ def decode(data: bytes, where: str, encoding: str = "utf-8", errors: str = "stri
 
 
 def cut(text: str, fractions) -> dict[str, str]:
-    """Contiguous train/valid/test pieces of a text by fractions of its characters."""
-    if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
-        raise CorpusError(f"corpus.fractions must be three positive numbers summing to 1, got "
-                          f"{list(fractions)}.")
+    """Contiguous train/valid/test pieces of a text by fractions of its characters (three positive
+    numbers summing to 1: the option's rule, checked by ``validate``)."""
     a = int(len(text) * fractions[0])
     b = a + int(len(text) * fractions[1])
     return dict(zip(SPLITS, (text[:a], text[a:b], text[b:])))
 
 
-@loader("split_files")
 def load_split_files(cfg) -> RawCorpus:
     splits = {}
     for split in SPLITS:
@@ -89,14 +86,12 @@ def load_split_files(cfg) -> RawCorpus:
     return RawCorpus(splits)
 
 
-@loader("one_file")
 def load_one_file(cfg) -> RawCorpus:
     path = fetch(cfg.file, cfg.name)
     pieces = cut(decode(path.read_bytes(), str(path)), cfg.fractions)
     return RawCorpus({s: tokenize(t, cfg.level) for s, t in pieces.items()})
 
 
-@loader("brown")
 def load_brown(cfg) -> RawCorpus:
     """NLTK's Brown corpus as one word stream (case kept), cut by token counts (Bengio et al.)."""
     try:
@@ -153,13 +148,13 @@ def _user_files(cfg):
         raise
 
 
-def _user_hashes(cfg) -> list[str]:
+def user_hashes(cfg) -> list[str]:
+    """The sha256 of the user's files (a corpus.path folder's three, or one file)."""
     with _user_files(cfg) as (found, _):
         paths = found.values() if isinstance(found, dict) else [found]
         return [sha256_of(p) for p in paths]  # in blocks: a large file is never held whole
 
 
-@loader("user_file", hashes=_user_hashes)
 def load_user_file(cfg) -> RawCorpus:
     with _user_files(cfg) as (found, shown):
         if isinstance(found, dict):

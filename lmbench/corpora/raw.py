@@ -1,9 +1,8 @@
-"""What a corpus loader returns and how loaders register: the token constants every module shares,
-``RawCorpus``, and the ``@loader(name)`` registry that ``load_corpus`` looks loaders up in."""
+"""What a corpus loader returns: the token constants every module shares, ``RawCorpus``, and the
+default way a loader names its sources' content."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 EOS = "<eos>"
@@ -24,16 +23,3 @@ def declared_hashes(cfg) -> list[str]:
     """The sha256 of every canonical source file the config declares."""
     files = list(cfg.files.values()) if "files" in cfg else [cfg.file] if "file" in cfg else []
     return sorted(f.sha256 for f in files)
-
-
-LOADERS: dict[str, tuple[Callable[..., RawCorpus], Callable[..., list[str]]]] = {}
-
-
-def loader(name: str, hashes: Callable[..., list[str]] = declared_hashes):
-    """Register a loader; ``hashes(cfg)`` names its sources' content without reading the corpus."""
-
-    def add(fn: Callable[..., RawCorpus]) -> Callable[..., RawCorpus]:
-        LOADERS[name] = (fn, hashes)
-        return fn
-
-    return add

@@ -44,7 +44,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lmbench.corpora.raw import EOS, SPLITS, RawCorpus, loader
+from lmbench.corpora.raw import EOS, SPLITS, RawCorpus
 from lmbench.errors import CorpusError
 
 DELIMITERS = [("(", ")"), ("[", "]"), ("{", "}"), ("<<", ">>"),
@@ -249,7 +249,6 @@ def make_process(cfg) -> dict:
     }
 
 
-@loader("synthetic", hashes=lambda cfg: [])
 def load_synthetic(cfg) -> RawCorpus:
     """Generate the three splits, each from the initial state with its own derived seed."""
     meta = make_process(cfg)

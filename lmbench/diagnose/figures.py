@@ -1,5 +1,5 @@
 """Matplotlib set-up shared by the diagnostics: headless backend, one colour per model family (the
-same family has the same colour in every figure), and saving."""
+same family has the same colour in every figure: ``lmbench.models.MODELS``), and saving."""
 
 from __future__ import annotations
 
@@ -10,15 +10,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-FAMILY_COLOURS = {"rnn": "tab:red", "lstm": "tab:blue", "gru": "tab:green", "fnn": "tab:purple",
-                  "transformer": "tab:orange", "ngram": "tab:brown", "unigram": "tab:gray"}
+from lmbench.models import COLOURS  # noqa: E402
 
 
 def colours(results: list[dict]) -> list[str]:
     """A colour per result: its family's, unless the family is unknown or appears more than once
     (then one from the default cycle by position)."""
     families = [r["family"] for r in results]
-    return [FAMILY_COLOURS[f] if f in FAMILY_COLOURS and families.count(f) == 1 else f"C{i % 10}"
+    return [COLOURS[f] if f in COLOURS and families.count(f) == 1 else f"C{i % 10}"
             for i, f in enumerate(families)]
 
 

@@ -1,65 +1,84 @@
-"""The model registry: ``model=<name>`` finds its factory and config schema here, never by an if-chain.
+"""The model table: ``model=<name>`` finds its config schema and factory here, never by an if-chain.
 
-``register`` records a model's factory and schema together, once. A torch family names its factory
-by import path (``"lmbench.models.recurrent:make_lstm"``), imported only when that model is built, so
-composing a config and running a count-based model never import torch. ``load_all`` registers every
-built-in model by importing the torch-free modules that declare them.
+Adding a family takes its class file, one row of ``MODELS`` and one YAML file in ``conf/model/``.
+Schemas and factories are named by import path, so composing a config and running a count-based
+model never import torch: a factory's module is imported only when its model is built.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from dataclasses import dataclass
 
-from lmbench.config import register_schema
-
-_REGISTRY: dict[str, Callable | str] = {}  # name -> factory(cfg, corpus), or its "module:attribute" path
-MODULES = ("configs", "ngram", "unigram", "oracle")  # the modules that register the built-in models
+from lmbench.errors import UserError
 
 
-class UnknownModelError(ValueError):
-    """Raised for a model name nobody registered."""
+@dataclass(frozen=True)
+class Entry:
+    """One family: its config schema and factory (``"module:attribute"``), whether it is a trained
+    torch network (else estimated from counts: no training budget), and its colour in every figure."""
+
+    schema: str
+    factory: str
+    torch: bool
+    colour: str
 
 
-def register(name: str, *, schema: type, factory: str | None = None):
-    """Make ``model=<name>`` a model whose config ``schema`` (a ``ModelConfig`` dataclass) validates
-    its YAML and overrides, and whose factory builds it from that config and the corpus. Used as a
-    class decorator, or with ``factory="module:attribute"`` for a torch family (imported when built)."""
+MODELS = {
+    "unigram": Entry("lmbench.models.unigram:UnigramConfig", "lmbench.models.unigram:Unigram",
+                     torch=False, colour="#7f7f7f"),
+    "ngram": Entry("lmbench.models.ngram:NgramConfig", "lmbench.models.ngram:Ngram",
+                   torch=False, colour="#8c564b"),
+    "oracle": Entry("lmbench.models.oracle:OracleConfig", "lmbench.models.oracle:Oracle",
+                    torch=False, colour="#000000"),
+    "fnn": Entry("lmbench.models.configs:FNNConfig", "lmbench.models.fnn:FNN",
+                 torch=True, colour="#9467bd"),
+    "rnn": Entry("lmbench.models.configs:RNNConfig", "lmbench.models.recurrent:make_rnn",
+                 torch=True, colour="#d62728"),
+    "lstm": Entry("lmbench.models.configs:LSTMConfig", "lmbench.models.recurrent:make_lstm",
+                  torch=True, colour="#1f77b4"),
+    "gru": Entry("lmbench.models.configs:GRUConfig", "lmbench.models.recurrent:make_gru",
+                 torch=True, colour="#2ca02c"),
+    "transformer": Entry("lmbench.models.configs:TransformerConfig", "lmbench.models.transformer:Transformer",
+                         torch=True, colour="#ff7f0e"),
+}
+COUNT_BASED = tuple(name for name, entry in MODELS.items() if not entry.torch)
+COLOURS = {name: entry.colour for name, entry in MODELS.items()}
 
-    def add(built: Callable | str):
-        if name in _REGISTRY:
-            raise ValueError(f"model name {name!r} is registered twice")
-        register_schema("model", name, schema)
-        _REGISTRY[name] = built
-        return built
 
-    return add if factory is None else add(factory)
+class UnknownModelError(UserError):
+    """A model name that is not in ``MODELS``."""
 
 
-def load_all() -> None:
-    """Register every built-in model (their schemas before Hydra composes a config); imports no torch."""
-    for module in MODULES:
-        importlib.import_module(f"{__name__}.{module}")
+def imported(path: str):
+    """The attribute a ``"module:attribute"`` path names."""
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def schemas() -> dict[str, type]:
+    """Every model's config schema, by name (imports no torch)."""
+    return {name: imported(entry.schema) for name, entry in MODELS.items()}
 
 
 def build(name: str, cfg, corpus):
-    """Construct the registered model ``name`` from its config node and the prepared corpus."""
-    load_all()
-    if name not in _REGISTRY:
-        raise UnknownModelError(f"Unknown model {name!r}. Registered models: {', '.join(names())}.")
-    factory = _REGISTRY[name]
-    if isinstance(factory, str):
-        module, _, attribute = factory.partition(":")
-        factory = getattr(importlib.import_module(module), attribute)
-    return factory(cfg, corpus)
+    """Construct model ``name`` from its config node and the prepared corpus; what a factory builds
+    must answer the ``LanguageModel`` contract."""
+    from lmbench.models.base import LanguageModel
+
+    if name not in MODELS:
+        raise UnknownModelError(f"Unknown model {name!r}. Models: {', '.join(names())}.")
+    model = imported(MODELS[name].factory)(cfg, corpus)
+    if not isinstance(model, LanguageModel):
+        raise TypeError(f"model {name!r} built a {type(model).__name__}, which does not answer the "
+                        "LanguageModel contract (lmbench/models/base.py)")
+    return model
 
 
 def uses_torch(name: str) -> bool:
-    """Whether model ``name`` is a torch network: one whose factory is imported when built."""
-    load_all()
-    return isinstance(_REGISTRY.get(name), str)
+    """Whether model ``name`` is a torch network."""
+    return name in MODELS and MODELS[name].torch
 
 
 def names() -> list[str]:
-    load_all()
-    return sorted(_REGISTRY)
+    return sorted(MODELS)

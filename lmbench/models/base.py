@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from omegaconf import OmegaConf
@@ -34,6 +34,7 @@ class FitSettings:
                    eval_batch_size=cfg.eval.batch_size, seed=cfg.seed)
 
 
+@runtime_checkable
 class LanguageModel(Protocol):
     """A language model over a corpus's vocabulary of integer ids.
 

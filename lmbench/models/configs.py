@@ -1,12 +1,11 @@
-"""The torch families: their config schemas and registrations, kept apart from their torch code
-(named by import path), so that composing a config and running a count-based model never import torch."""
+"""The torch families' config schemas, kept apart from their torch code, so that composing a config
+and running a count-based model never import torch."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from lmbench.config import DROPOUT, Choice, ModelConfig, Rule, option, size
-from lmbench.models import register
 
 
 class Nonlinearity(Choice):
@@ -70,9 +69,3 @@ class TransformerConfig(ModelConfig):
     eval_stride: int = option(0, size(0))  # new tokens scored per sliding window; 0 means context // 2
     dropout: float = option(0.0, DROPOUT)
 
-
-register("rnn", schema=RNNConfig, factory="lmbench.models.recurrent:make_rnn")
-register("lstm", schema=LSTMConfig, factory="lmbench.models.recurrent:make_lstm")
-register("gru", schema=GRUConfig, factory="lmbench.models.recurrent:make_gru")
-register("fnn", schema=FNNConfig, factory="lmbench.models.fnn:FNN")
-register("transformer", schema=TransformerConfig, factory="lmbench.models.transformer:Transformer")

@@ -21,7 +21,6 @@ from lmbench.corpora import Corpus
 from lmbench.errors import UserError
 from lmbench.evaluate import line_end
 from lmbench.hardware import freed_memory
-from lmbench.models import register
 from lmbench.models.base import FitSettings
 from lmbench.ngram.arpa import write_arpa
 from lmbench.ngram.smoothing import add_k, katz, kneser_ney
@@ -64,7 +63,6 @@ class NgramConfig(ModelConfig):
     arpa: bool = False  # also write the model to <run dir>/model.arpa
 
 
-@register("ngram", schema=NgramConfig)
 class Ngram:
     def __init__(self, cfg, corpus: Corpus):
         self.cfg = cfg

@@ -16,7 +16,6 @@ from lmbench.config import ModelConfig
 from lmbench.corpora import Corpus
 from lmbench.corpora.synthetic import State, SyntheticProcess
 from lmbench.errors import UserError
-from lmbench.models import register
 from lmbench.models.base import FitSettings
 from lmbench.sampling import draw
 
@@ -26,7 +25,6 @@ class OracleConfig(ModelConfig):
     name: str = "oracle"
 
 
-@register("oracle", schema=OracleConfig)
 class Oracle:
     """The exact process behind a synthetic corpus; nothing to learn."""
 

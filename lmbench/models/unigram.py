@@ -9,7 +9,6 @@ import numpy as np
 from lmbench.config import ADD_K, ModelConfig, option
 from lmbench.corpora import Corpus
 from lmbench.errors import UserError
-from lmbench.models import register
 from lmbench.models.base import FitSettings
 
 
@@ -19,7 +18,6 @@ class UnigramConfig(ModelConfig):
     add_k: float = option(1.0, ADD_K)
 
 
-@register("unigram", schema=UnigramConfig)
 class Unigram:
     def __init__(self, cfg, corpus: Corpus):
         self.add_k = float(cfg.add_k)
