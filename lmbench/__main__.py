@@ -14,17 +14,16 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from lmbench import config, models
+from lmbench.compose import register_all
 from lmbench.errors import UserError
 from lmbench.paths import conf_dir
-from lmbench.records import RECORD_NAME, write_record
 from lmbench.run import failed_record
+from lmbench.rundir import RunDir
 
 CONF_DIR = str(conf_dir())
 SWEEP_JOB_ENV = "LMBENCH_SWEEP_JOB"  # set by the timing launcher for the jobs it starts
 
-models.load_all()  # every model's schema, before Hydra composes a config
-config.register_all()
+register_all()  # every schema (the models' too), before Hydra composes a config
 _composed_mode = Hydra.get_mode
 
 
@@ -77,7 +76,7 @@ def _remove_unstarted(run_dir: Path, results_dir: Path) -> None:
 
 def _interrupted(run_dir: Path, results_dir: Path) -> None:
     """Ctrl-C: say what was kept, drop the folder of a run that never checkpointed, exit 130."""
-    resumable = any(run_dir.glob("checkpoint*"))
+    resumable = bool(RunDir(run_dir).checkpoints())
     print("\nInterrupted. " + ("The last epoch's checkpoint is kept: run the same command again to "
                                f"resume it ({run_dir})." if resumable else
                                "Nothing was finished or checkpointed; run the command again to start "
@@ -93,12 +92,12 @@ def _refused(exc: UserError, cfg, run_dir: Path, job: dict) -> None:
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         raise exc
     print(f"Error: {exc}", file=sys.stderr)
+    folder = RunDir(run_dir)
     if job["sweep"]:  # the sweep counts the failure; a record already there is never replaced
-        if not (run_dir / RECORD_NAME).exists():
-            write_record(failed_record(cfg, exc, job), run_dir)
+        if not folder.finished:
+            folder.write_record(failed_record(cfg, exc, job))
         return
-    started = (run_dir / RECORD_NAME).exists() or any(run_dir.glob("checkpoint*"))
-    if not started:  # nothing of a run that never started is kept (a killed run's files are)
+    if not folder.started:  # nothing of a run that never started is kept (a killed run's files are)
         _remove_unstarted(run_dir, Path(cfg.results_dir).absolute())
     sys.exit(1)
 
@@ -108,8 +107,9 @@ def _crashed(exc: Exception, cfg, run_dir: Path, job: dict) -> None:
     record says what happened and the sweep goes on."""
     if not job["sweep"]:
         raise exc
-    if not (run_dir / RECORD_NAME).exists():  # it failed before the run could record it
-        write_record(failed_record(cfg, exc, job), run_dir)
+    folder = RunDir(run_dir)
+    if not folder.finished:  # it failed before the run could record it
+        folder.write_record(failed_record(cfg, exc, job))
     logging.getLogger(__name__).error("job failed (%s: %s); the sweep goes on", type(exc).__name__, exc)
 
 
@@ -138,7 +138,7 @@ def main(cfg) -> float | None:
         shutil.rmtree(run_dir, ignore_errors=True)
     if record["status"] != "ok" and not job["sweep"]:  # a sweep says so at its end, for every job
         print(f"Error: the run {record['status']}: {record.get('error') or record.get('diverged')}; its "
-              f"record is {run_dir / RECORD_NAME}.", file=sys.stderr)
+              f"record is {RunDir(run_dir).record_path}.", file=sys.stderr)
         sys.exit(1)
     return record.get("metrics", {}).get("test", {}).get("ppl")
 

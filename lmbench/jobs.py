@@ -13,12 +13,11 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from lmbench.checkpoint import CHECKPOINT
-from lmbench.files import atomic_copy, atomic_write_text
-from lmbench.records import RECORD_NAME, REFERENCE_DIR, record_paths
+from lmbench.errors import UserError
+from lmbench.files import atomic_copy
+from lmbench.rundir import RunDir, run_dirs
 
-JOB_NAME = "job.json"
 IGNORED_KEYS = ("results_dir", "force")  # where results go and whether to redo them: not the job
-CHECKPOINT_GLOB = "checkpoint*"  # the resume checkpoint and the best weights
 _jobs_in_this_process = 0
 
 
@@ -48,57 +47,28 @@ def config_hash(cfg) -> str:
     return settings_hash(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
 
 
-def mark_started(run_dir: Path, cfg_hash: str, fingerprint: str, command: str | None) -> None:
-    atomic_write_text(Path(run_dir) / JOB_NAME, json.dumps(
-        {"config_hash": cfg_hash, "fingerprint": fingerprint, "command": command}))
-
-
-def same_job(run_dir: Path, cfg_hash: str, fingerprint: str) -> bool:
-    try:
-        job = json.loads((run_dir / JOB_NAME).read_text())
-    except (OSError, ValueError):
-        return False
-    return job.get("config_hash") == cfg_hash and job.get("fingerprint") == fingerprint
-
-
-def find_done(results_dir: Path, cfg_hash: str, fingerprint: str) -> Path | None:
-    """A finished ``ok`` record of the same job below ``results_dir``, if any."""
-    for record_path in record_paths(results_dir):
-        if not same_job(record_path.parent, cfg_hash, fingerprint):
-            continue
+def find_done(results_dir: Path, cfg_hash: str, fingerprint: str) -> RunDir | None:
+    """A finished ``ok`` run of the same job below ``results_dir``, if any."""
+    for run in run_dirs(results_dir):
         try:
-            if json.loads(record_path.read_text()).get("status") == "ok":
-                return record_path
-        except (OSError, ValueError):
+            if run.is_job(cfg_hash, fingerprint) and run.record["status"] == "ok":
+                return run
+        except UserError:
             continue
     return None
 
 
-def unfinished(folder: Path) -> bool:
-    """No record yet (the job was killed), or a ``failed`` one (e.g. its launcher saw it cancelled)."""
-    try:
-        return json.loads((folder / RECORD_NAME).read_text()).get("status") == "failed"
-    except FileNotFoundError:
-        return True
-    except (OSError, ValueError):
-        return False
-
-
 def adopt_partial(results_dir: Path, cfg_hash: str, fingerprint: str, run_dir: Path) -> Path | None:
     """Copy the checkpoint of the latest killed or failed run of the same job into ``run_dir``."""
-    partial, run_dir = [], Path(run_dir).resolve()
-    for job in Path(results_dir).rglob(JOB_NAME):
-        folder = job.parent
-        if (folder.resolve() != run_dir and job.relative_to(results_dir).parts[0] != REFERENCE_DIR
-                and unfinished(folder) and (folder / CHECKPOINT).exists()
-                and same_job(folder, cfg_hash, fingerprint)):
-            partial.append(folder)
+    run_dir = Path(run_dir).resolve()
+    partial = [run for run in run_dirs(results_dir, marked=True) if run.path.resolve() != run_dir
+               and run.unfinished and run.resumable and run.is_job(cfg_hash, fingerprint)]
     if not partial:
         return None
-    latest = max(partial, key=lambda d: (d / CHECKPOINT).stat().st_mtime)
-    for checkpoint in latest.glob(CHECKPOINT_GLOB):
+    latest = max(partial, key=lambda run: (run.path / CHECKPOINT).stat().st_mtime)
+    for checkpoint in latest.checkpoints():
         atomic_copy(checkpoint, run_dir / checkpoint.name)
-    return latest
+    return latest.path
 
 
 ACTIVE_FOLDER = Path(tempfile.gettempdir()) / "lmbench-active"  # one empty file per running job

@@ -1,64 +1,77 @@
-"""Run records: one self-describing JSON file per run, written atomically, and the tables derived
-from a folder of them. Tables are never edited by hand; they are regenerated from records."""
+"""Run records: the layout of the self-describing JSON file of each run (``rundir.RunDir`` reads and
+writes it), its migration from older layouts, and the tables derived from a folder of them. Tables
+are never edited by hand; they are regenerated from records."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TypedDict
 
 import pandas as pd
 
-from lmbench.errors import UserError
 from lmbench.files import atomic_write_text
 
-RECORD_NAME = "record.json"
-REFERENCE_DIR = "reference"  # committed reference runs inside a results folder: not the user's runs
+VERSION = 1  # of the record layout: bump it, and add the step to ``migrate``, when the layout changes
 
 
-def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+class Record(TypedDict, total=False):
+    """A run's ``record.json``, as ``migrate`` hands it to readers. A job that could not start (see
+    ``run.failed_record``) has only version, id, model, experiment, config, corpus, status, error, job."""
 
-
-def write_record(record: dict, run_dir: Path) -> Path:
-    path = Path(run_dir) / RECORD_NAME
-    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True, default=str))
-    return path
-
-
-def record_paths(root: Path) -> list[Path]:
-    """Every record file below ``root``, leaving out the committed references in ``root/reference/``
-    (report those with ``python -m lmbench.report results/reference/<name>``)."""
-    return [p for p in sorted(Path(root).rglob(RECORD_NAME)) if p.relative_to(root).parts[0] != REFERENCE_DIR]
+    version: int  # the layout's VERSION; a record without one is version 0
+    id: str  # unique run id: UTC start time and a random suffix
+    model: str  # model family (config model.name)
+    experiment: str | None  # the experiment the job came from, if any
+    config: dict  # the job's whole config, resolved (unresolved for a job that could not start)
+    config_hash: str  # jobs.config_hash of the config: the job's identity
+    corpus: dict  # name, fingerprint (None when never loaded) and the corpus's statistics
+    versions: dict  # versions of Python and the packages the run used
+    git_commit: str | None  # lmbench's commit (``-dirty`` with changed code); None when installed
+    hardware: dict  # cpu, cores, torch_threads, memory_gb, platform, device, gpu
+    device: str  # cpu, cuda or mps
+    run_dir: str  # the folder the run wrote
+    resumed_from: str | None  # the folder of the killed run whose checkpoint it resumed
+    status: str  # running, ok, diverged or failed
+    started_at: str  # ISO UTC time
+    finished_at: str  # ISO UTC time
+    metrics: dict  # per split (valid, test): ppl, bpc, nll, tokens, CIs, eval speed, the model's extras
+    floor: dict | None  # the exact oracle's test metrics, for a corpus that has one
+    floor_missing: str  # why the floor could not be computed
+    diverged: str  # why the run counts as diverged
+    error: str  # the exception that failed the run
+    traceback: str  # its traceback
+    train: dict  # the model's training statistics: epochs, history, train_seconds (epochs only), ...
+    timing: dict  # train_seconds (every process that trained the run), train_tokens_per_s, wall_seconds
+    memory: dict  # peak_rss_mb, parameters, model_bytes, peak_cuda_mb on CUDA
+    job: dict  # launcher facts: command, launcher, sweep, concurrent jobs; SLURM's job id, requeues, log
+    diagnostics: dict  # per diagnostic (gradients, memory, cells) its summary, from lmbench.diagnose
 
 
 REQUIRED = {"id": str, "model": str, "status": str, "config": dict, "corpus": dict}  # what tables read
 
 
-def read_record(path: Path) -> dict:
-    """The record in ``path`` (a file or a run folder); a missing, unparsable or incomplete one is a
-    ``UserError`` naming the file and what is wrong with it."""
-    path = Path(path) / RECORD_NAME if Path(path).is_dir() else Path(path)
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise UserError(f"{path} is not a readable lmbench record ({type(exc).__name__}: {exc}).") from None
-    if not isinstance(record, dict):
-        raise UserError(f"{path} is not an lmbench record (it holds a JSON {type(record).__name__}).")
-    wrong = [k for k, kind in REQUIRED.items() if not isinstance(record.get(k), kind)]
-    if wrong or "name" not in record["corpus"]:
-        raise UserError(f"{path} is an incomplete lmbench record (missing or malformed: "
-                        f"{', '.join(wrong) or 'corpus.name'}).")
+def migrate(record: dict) -> Record:
+    """``record`` upgraded to the current ``VERSION``, one version at a time, so that readers only
+    ever see the current layout."""
+    if record.get("version", 0) < 1:
+        # 0: timing.train_seconds left out the epochs of the processes before a resume, and the
+        # n-gram's test unseen fractions were in train.ngram.orders
+        timing, train = record.get("timing") or {}, record.get("train") or {}
+        if timing.get("train_seconds") is not None and train.get("train_seconds") is not None:
+            timing["train_seconds"] = max(timing["train_seconds"], train["train_seconds"])
+        test = (record.get("metrics") or {}).get("test")
+        orders = (train.get("ngram") or {}).get("orders")
+        if test and orders and not test.get("unseen_fraction_by_order"):
+            test["unseen_fraction_by_order"] = [o.get("test_unseen_fraction") for o in orders]
+        record["version"] = 1
     return record
 
 
-def train_seconds(record: dict) -> float | None:
-    """Training time over every process that trained the run: the fit time of the process that finished
-    it, or the sum of its epochs' times when longer (a resumed run's earlier epochs count too)."""
-    fit = (record.get("timing") or {}).get("train_seconds")
-    epochs = (record.get("train") or {}).get("train_seconds")
-    return max(fit, epochs) if fit is not None and epochs is not None else fit
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
 
 def _row(record: dict, test: dict, model: str) -> dict:
     valid = (record.get("metrics") or {}).get("valid") or {}
@@ -77,7 +90,7 @@ def _row(record: dict, test: dict, model: str) -> dict:
         "params": memory.get("parameters"),
         "model_mb": memory.get("model_bytes") / 2**20 if memory.get("model_bytes") else None,
         "peak_rss_mb": memory.get("peak_rss_mb"),
-        "train_s": train_seconds(record),
+        "train_s": timing.get("train_seconds"),
         "train_tok_s": timing.get("train_tokens_per_s"),
         "eval_tok_s": test.get("eval_tokens_per_s"),
         "device": record.get("device"),

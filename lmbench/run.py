@@ -20,7 +20,7 @@ from lmbench.corpora import Corpus, load_corpus
 from lmbench.errors import UserError
 from lmbench.evaluate import evaluate
 from lmbench.models.base import FitSettings
-from lmbench.rundir import TEST_LOSSES, refresh_tables
+from lmbench.rundir import TEST_LOSSES, RunDir, refresh_tables
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,8 @@ def diverged(record: dict, train_stats: dict, vocab_size: int) -> str | None:
 
 def failed_record(cfg, error: Exception, job: dict | None = None) -> dict:
     """The record of a job that could not start (bad input inside a sweep)."""
-    return {"id": records.new_run_id(), "model": cfg.model.name, "experiment": cfg.experiment,
+    return {"version": records.VERSION, "id": records.new_run_id(), "model": cfg.model.name,
+            "experiment": cfg.experiment,
             "config": OmegaConf.to_container(cfg, resolve=False, enum_to_str=True),
             "corpus": {"name": cfg.corpus.name, "fingerprint": None}, "status": "failed",
             "error": f"{type(error).__name__}: {error}", "job": job or {}}
@@ -152,8 +153,8 @@ def finished_copy(job: Job) -> dict | None:
     done = None if job.cfg.force else jobs.find_done(job.results_dir, job.config_hash, job.corpus.fingerprint)
     if done is None:
         return None
-    log.info("skipping: this job already finished in %s (force=true reruns it)", done.parent)
-    return records.read_record(done) | {"skipped": str(done.parent)}
+    log.info("skipping: this job already finished in %s (force=true reruns it)", done.path)
+    return done.record | {"skipped": str(done.path)}
 
 
 def check_run_folder(job: Job, model) -> bool:
@@ -162,14 +163,14 @@ def check_run_folder(job: Job, model) -> bool:
     whether the folder holds this very job killed (or failed) after a checkpoint: it resumes there."""
     from lmbench import checkpoint
 
-    cfg, run_dir = job.cfg, job.run_dir
-    if (run_dir / records.RECORD_NAME).exists() and not jobs.unfinished(run_dir):
-        raise UserError(f"{run_dir} already holds a finished run ({records.RECORD_NAME}); leave it as "
-                        "it is and run without hydra.run.dir: a new folder (force=true reruns a job).")
+    cfg, folder = job.cfg, RunDir(job.run_dir)
+    if not folder.unfinished:
+        raise UserError(f"{folder.path} already holds a finished run ({folder.record_path.name}); leave "
+                        "it as it is and run without hydra.run.dir: a new folder (force=true reruns a job).")
     if not models.uses_torch(cfg.model.name):
         return False
-    saved = run_dir / checkpoint.CHECKPOINT
-    own = saved.exists() and jobs.same_job(run_dir, job.config_hash, job.corpus.fingerprint)
+    saved = folder.path / checkpoint.CHECKPOINT
+    own = folder.resumable and folder.is_job(job.config_hash, job.corpus.fingerprint)
     if cfg.train.resume or own:
         checkpoint.load(saved, checkpoint.meta(model, job.corpus, FitSettings.from_config(cfg)))
     else:
@@ -184,7 +185,7 @@ def start(job: Job):
     model = models.build(job.cfg.model.name, job.cfg.model, job.corpus)
     killed_here = check_run_folder(job, model)
     job.run_dir.mkdir(parents=True, exist_ok=True)
-    jobs.mark_started(job.run_dir, job.config_hash, job.corpus.fingerprint, job.facts.get("command"))
+    RunDir(job.run_dir).mark_started(job.config_hash, job.corpus.fingerprint, job.facts.get("command"))
     resumed_from = job.run_dir if killed_here else jobs.adopt_partial(
         job.results_dir, job.config_hash, job.corpus.fingerprint, job.run_dir)
     if resumed_from is not None:
@@ -196,8 +197,8 @@ def new_record(job: Job, resumed_from: Path | None) -> dict:
     """The record's self-description: config, corpus fingerprint, versions, hardware."""
     cfg, corpus = job.cfg, job.corpus
     return {
-        "id": records.new_run_id(), "model": cfg.model.name, "experiment": cfg.experiment,
-        "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+        "version": records.VERSION, "id": records.new_run_id(), "model": cfg.model.name,
+        "experiment": cfg.experiment, "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
         "config_hash": job.config_hash,
         "corpus": {"name": corpus.name, "fingerprint": corpus.fingerprint, **corpus.stats()},
         "versions": provenance.versions(), "git_commit": provenance.git_commit(),
@@ -242,7 +243,7 @@ def finish(job: Job, record: dict, model, concurrent: int, earlier_jobs: int) ->
         memory["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     record.update(memory=memory, finished_at=datetime.now(timezone.utc).isoformat(),
                   job=job.facts | {"concurrent_jobs": concurrent, "earlier_jobs_in_process": earlier_jobs})
-    records.write_record(record, job.run_dir)
+    RunDir(job.run_dir).write_record(record)
     refresh_tables(job.results_dir)
 
 

@@ -1,5 +1,6 @@
-"""A run folder, the only way code reads one: its record, config, corpus, label, test losses and
-trained model. The report, ``sample`` and ``diagnose`` all see runs through ``RunDir``."""
+"""A run folder, the one owner of its files: its record (written and read, old layouts migrated),
+job marker, checkpoints, config, corpus, label, test losses and trained model. The run, launchers,
+the report, ``sample`` and ``diagnose`` all see runs through ``RunDir``."""
 
 from __future__ import annotations
 
@@ -16,17 +17,22 @@ from lmbench.corpora import Corpus, load_corpus
 from lmbench.errors import UserError
 from lmbench.files import atomic_write_text, locked
 
+RECORD = "record.json"
+JOB = "job.json"  # the job marker: config hash, corpus fingerprint and command, written as the job starts
+CHECKPOINTS = "checkpoint*"  # the resume checkpoint and the best weights
 TEST_LOSSES = "test_losses.npy"
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 DIAGNOSTICS = "diagnostics"
+REFERENCE_DIR = "reference"  # committed reference runs inside a results folder: not the user's runs
 
 
 class RunDir:
-    """One run folder: a finished run's ``record.json`` or, for a killed run, Hydra's saved config
-    (and, for a neural model, its checkpoints)."""
+    """One run folder: a finished run's record or, for a killed run, Hydra's saved config (and, for a
+    neural model, its checkpoints)."""
 
     def __init__(self, path) -> None:
         self.path = Path(path)
+        self.record_path = self.path / RECORD
         self._label: str | None = None
 
     def __repr__(self) -> str:
@@ -40,9 +46,9 @@ class RunDir:
         if run.finished:
             run.record  # noqa: B018  (an unreadable record is refused here, before any work)
         elif finished_only:
-            raise UserError(f"{run.path} holds no {records.RECORD_NAME}: give the folder of a finished run.")
+            raise UserError(f"{run.path} holds no {RECORD}: give the folder of a finished run.")
         elif not (run.path / HYDRA_CONFIG).is_file():
-            raise UserError(f"{run.path} holds no {records.RECORD_NAME} or {HYDRA_CONFIG}: not an lmbench "
+            raise UserError(f"{run.path} holds no {RECORD} or {HYDRA_CONFIG}: not an lmbench "
                             "run folder.")
         return run
 
@@ -58,11 +64,77 @@ class RunDir:
 
     @property
     def finished(self) -> bool:
-        return (self.path / records.RECORD_NAME).is_file()
+        return self.record_path.is_file()
 
     @cached_property
-    def record(self) -> dict:
-        return records.read_record(self.path / records.RECORD_NAME)
+    def record(self) -> records.Record:
+        return self._read_record()
+
+    def _read_record(self) -> records.Record:
+        """The record, migrated to the current version; a missing, unparsable or incomplete one is a
+        ``UserError`` naming the file and what is wrong with it."""
+        try:
+            record = json.loads(self.record_path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise UserError(f"{self.record_path} is not a readable lmbench record ({type(exc).__name__}: "
+                            f"{exc}).") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{self.record_path} is not an lmbench record (it holds a JSON "
+                            f"{type(record).__name__}).")
+        wrong = [k for k, kind in records.REQUIRED.items() if not isinstance(record.get(k), kind)]
+        if wrong or "name" not in record["corpus"]:
+            raise UserError(f"{self.record_path} is an incomplete lmbench record (missing or malformed: "
+                            f"{', '.join(wrong) or 'corpus.name'}).")
+        return records.migrate(record)
+
+    def write_record(self, record: dict) -> None:
+        """Write ``record`` atomically: readers see the old record or the new one, never a partial one."""
+        atomic_write_text(self.record_path, json.dumps(record, indent=2, sort_keys=True, default=str))
+        self.__dict__.pop("record", None)
+
+    def update_record(self, **sections) -> None:
+        """Merge ``sections`` into the record (a dict into the section of its name, one level deep),
+        re-read under the folder's lock just before the rewrite, so nothing written meanwhile is lost."""
+        with locked(self.path):
+            record = self._read_record()
+            for key, value in sections.items():
+                record[key] = {**(record.get(key) or {}), **value} if isinstance(value, dict) else value
+            self.write_record(record)
+
+    @property
+    def unfinished(self) -> bool:
+        """No record yet (the job was killed), or a ``failed`` one (e.g. its launcher saw it cancelled)."""
+        try:
+            return not self.finished or self._read_record()["status"] == "failed"
+        except UserError:
+            return False
+
+    def checkpoints(self) -> list[Path]:
+        """The resume checkpoint and the best weights, those the folder holds."""
+        return sorted(self.path.glob(CHECKPOINTS))
+
+    @property
+    def resumable(self) -> bool:
+        """Holds the latest epoch's checkpoint, which a resume starts from."""
+        return (self.path / CHECKPOINT).is_file()
+
+    @property
+    def started(self) -> bool:
+        """A record or a checkpoint: a run whose folder is kept when it stops."""
+        return self.finished or bool(self.checkpoints())
+
+    def mark_started(self, cfg_hash: str, fingerprint: str, command: str | None) -> None:
+        """Write the job marker, which says whose run this folder holds."""
+        atomic_write_text(self.path / JOB, json.dumps(
+            {"config_hash": cfg_hash, "fingerprint": fingerprint, "command": command}))
+
+    def is_job(self, cfg_hash: str, fingerprint: str) -> bool:
+        """The folder's job marker names this job: its config hash and corpus fingerprint."""
+        try:
+            job = json.loads((self.path / JOB).read_text())
+        except (OSError, ValueError):
+            return False
+        return job.get("config_hash") == cfg_hash and job.get("fingerprint") == fingerprint
 
     @cached_property
     def config(self):
@@ -133,23 +205,24 @@ class RunDir:
         return out
 
     def save_diagnostic(self, what: str, details: dict, summary: dict) -> None:
-        """``details`` to ``diagnostics/<what>.json``; ``summary`` to ``record["diagnostics"][what]``
-        (the record is re-read under the folder's lock just before the atomic rewrite, so nothing
-        written meanwhile is lost)."""
+        """``details`` to ``diagnostics/<what>.json``; ``summary`` to ``record["diagnostics"][what]``."""
         atomic_write_text(self.diagnostics_folder() / f"{what}.json", json.dumps(details, indent=1) + "\n")
-        with locked(self.path):
-            record = records.read_record(self.path / records.RECORD_NAME)
-            record.setdefault("diagnostics", {})[what] = summary
-            records.write_record(record, self.path)
-        self.__dict__.pop("record", None)
+        self.update_record(diagnostics={what: summary})
+
+
+def run_dirs(root: Path, marked: bool = False) -> list[RunDir]:
+    """Every folder below ``root`` holding a record (``marked``: a job marker, as a killed run does),
+    leaving out the committed references in ``root/reference/`` (report those with
+    ``python -m lmbench.report results/reference/<name>``)."""
+    return [RunDir(p.parent) for p in sorted(Path(root).rglob(JOB if marked else RECORD))
+            if p.relative_to(root).parts[0] != REFERENCE_DIR]
 
 
 def find_runs(root: Path) -> tuple[list[RunDir], list[str]]:
     """Every finished run below ``root`` (leaving out the committed references in ``root/reference/``),
     and a note for each record skipped as unreadable: one bad record never breaks a table or report."""
     runs, skipped = [], []
-    for path in records.record_paths(root):
-        run = RunDir(path.parent)
+    for run in run_dirs(root):
         try:
             run.record  # noqa: B018
         except UserError as exc:

@@ -9,18 +9,18 @@ import os
 import pytest
 
 from lmbench.errors import UserError
-from lmbench.records import write_record
+from lmbench.rundir import RunDir
 
 
 def test_full_disk_during_a_record_write_keeps_the_previous_record(tmp_path, monkeypatch):
-    write_record({"id": "first", "status": "ok"}, tmp_path)
+    RunDir(tmp_path).write_record({"id": "first", "status": "ok"})
 
     def disk_full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr("lmbench.files.os.fsync", disk_full)
     with pytest.raises(UserError, match="disk is full.*record.json.*intact"):
-        write_record({"id": "second", "status": "ok"}, tmp_path)
+        RunDir(tmp_path).write_record({"id": "second", "status": "ok"})
     assert json.loads((tmp_path / "record.json").read_text())["id"] == "first"
     assert [p.name for p in tmp_path.iterdir()] == ["record.json"]
 

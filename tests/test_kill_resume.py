@@ -127,15 +127,15 @@ def test_a_killed_sweep_job_marked_failed_resumes_in_its_own_folder(tmp_path, re
     past the failed record a launcher writes for a job that died."""
     from omegaconf import OmegaConf
 
-    from lmbench.records import write_record
     from lmbench.run import failed_record
+    from lmbench.rundir import RunDir
 
     sweep = ("hydra.sweep.dir=results/sweep",)
     killed = _run("results", "-c", KILLER, "checkpoint.pt", "3", "after", "-m", cwd=tmp_path, also=sweep)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     (folder,) = {p.parent for p in tmp_path.rglob(checkpoint.CHECKPOINT)}
     cfg = OmegaConf.load(folder / ".hydra" / "config.yaml")
-    write_record(failed_record(cfg, RuntimeError("the job died before it wrote its record")), folder)
+    RunDir(folder).write_record(failed_record(cfg, RuntimeError("the job died before it wrote its record")))
     resumed = _run("results", "-m", "lmbench", "-m", cwd=tmp_path, also=sweep)
     assert resumed.returncode == 0, resumed.stderr
     (record,) = _ok_records(tmp_path)

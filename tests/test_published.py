@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import RECIPES, ROOT, compose_config
+from conftest import RECIPES, ROOT
 from omegaconf import OmegaConf
 
 from lmbench import published
+from lmbench.compose import compose
 from lmbench.config import validate
-from lmbench.jobs import JOB_NAME, config_hash, settings_hash
+from lmbench.jobs import config_hash, settings_hash
+from lmbench.rundir import JOB
 
 TABLES = {"ptb_table": "ptb", "bengio_brown": "brown", "char_shakespeare": "shakespeare"}
 
@@ -50,7 +52,7 @@ def test_runs_without_a_published_row_or_metrics_say_nothing_or_dash():
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_every_recipe_composes_validates_and_names_its_row(recipe):
-    cfg = compose_config(f"recipe={recipe}")
+    cfg = compose(f"recipe={recipe}")
     validate(cfg)
     assert cfg.published.row, f"{recipe} names no published row"
     assert cfg.corpus.name in {"ptb", "brown", "tinyshakespeare"}
@@ -64,7 +66,7 @@ def test_each_table_experiment_sweeps_every_recipe_of_its_folder(experiment, fol
 
 
 def test_zaremba_small_is_the_ptb_lstm_recipe_alone():
-    alone, row = compose_config("experiment=zaremba_small"), compose_config("recipe=ptb/lstm")
+    alone, row = compose("experiment=zaremba_small"), compose("recipe=ptb/lstm")
     assert alone.experiment == "zaremba_small"
     for key in ("model", "corpus", "train", "published"):
         assert alone[key] == row[key]
@@ -72,7 +74,7 @@ def test_zaremba_small_is_the_ptb_lstm_recipe_alone():
 
 
 def test_ptb_rows_order_matches_the_published_table():
-    values = {r: compose_config(f"recipe={r}").published.value for r in RECIPES if r.startswith("ptb/")}
+    values = {r: compose(f"recipe={r}").published.value for r in RECIPES if r.startswith("ptb/")}
     order = ["ptb/katz3", "ptb/kn5", "ptb/fnn", "ptb/rnn", "ptb/lstm"]
     assert [values[r] for r in order] == sorted((values[r] for r in order), reverse=True)
     assert values["ptb/gru"] is None and values["ptb/gpt"] is None  # reported, nothing published
@@ -86,22 +88,22 @@ PUBLISHED_TABLES = ("ptb_table", "char_shakespeare", "bengio_brown")
 def test_every_committed_row_is_still_the_job_its_command_composes(table):
     """Rerunning a published table skips its finished rows only while their config hash holds: a recipe
     or schema change that alters a committed row must come with that row rerun."""
-    for job_file in sorted((REFERENCE / table).glob(f"*/{JOB_NAME}")):
+    for job_file in sorted((REFERENCE / table).glob(f"*/{JOB}")):
         record = json.loads((job_file.parent / "record.json").read_text())
         overrides = [o for o in record["job"]["command"].split()[1:] if not o.startswith("hydra.")]
-        assert config_hash(compose_config(*overrides)) == json.loads(job_file.read_text())["config_hash"], \
+        assert config_hash(compose(*overrides)) == json.loads(job_file.read_text())["config_hash"], \
             f"{job_file.parent.name} ({record['job']['command']}) is no longer the job it ran"
 
 
 def test_an_option_added_later_at_its_neutral_default_leaves_the_hash_as_it_was():
-    cfg = OmegaConf.to_container(compose_config("model=fnn"), resolve=True, enum_to_str=True)
+    cfg = OmegaConf.to_container(compose("model=fnn"), resolve=True, enum_to_str=True)
     before = {**cfg, "model": {k: v for k, v in cfg["model"].items() if k != "tie_weights"}}
     assert settings_hash(cfg) == settings_hash(before)
     tied = {**cfg, "model": {**cfg["model"], "tie_weights": True}}
     assert settings_hash(tied) != settings_hash(cfg)
     assert settings_hash(cfg) == settings_hash({**cfg, "published": {
         k: v for k, v in cfg["published"].items() if not k.startswith("beats_")}})
-    rnn = OmegaConf.to_container(compose_config("model=rnn"), resolve=True, enum_to_str=True)
+    rnn = OmegaConf.to_container(compose("model=rnn"), resolve=True, enum_to_str=True)
     assert settings_hash(rnn) != settings_hash({**rnn, "model": {
         k: v for k, v in rnn["model"].items() if k != "tie_weights"}})  # only the fnn gained it later
 
@@ -123,7 +125,7 @@ def test_a_goal_relative_to_other_rows_is_judged_against_the_best_of_them():
 
 @pytest.mark.parametrize("experiment", sorted(published.orderings()))
 def test_every_row_of_a_published_ordering_is_a_row_of_its_table(experiment):
-    rows = {compose_config(f"recipe={r}").published.row for r in RECIPES
+    rows = {compose(f"recipe={r}").published.row for r in RECIPES
             if r.startswith(TABLES[experiment] + "/")}
     for spec in published.orderings()[experiment]:
         ordered = [row for group in spec["order"] for row in group]

@@ -6,11 +6,14 @@ import json
 import subprocess
 
 import pytest
-from conftest import TINY, compose_config
+from conftest import TINY
 
-from lmbench import models
+from lmbench import records
+from lmbench.compose import compose
+from lmbench.files import locked
 from lmbench.models.unigram import Unigram
 from lmbench.run import run
+from lmbench.rundir import RunDir
 
 
 class ExplodingUnigram(Unigram):
@@ -21,23 +24,56 @@ class ExplodingUnigram(Unigram):
 
 
 def test_a_run_that_raises_still_writes_a_failed_record(tmp_path, monkeypatch):
-    monkeypatch.setitem(models._REGISTRY, "unigram", ExplodingUnigram)
-    cfg = compose_config("model=unigram", *TINY, f"results_dir={tmp_path}")
+    monkeypatch.setattr("lmbench.models.unigram.Unigram", ExplodingUnigram)
+    cfg = compose("model=unigram", *TINY, f"results_dir={tmp_path}")
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(cfg, tmp_path / "job")
     record = json.loads((tmp_path / "job" / "record.json").read_text())
-    assert record["status"] == "failed"
+    assert record["status"] == "failed" and record["version"] == records.VERSION
     assert "simulated crash in fit" in record["error"] and "Traceback" in record["traceback"]
     assert (tmp_path / "table.csv").read_text().count("failed") == 1
 
 
 def test_records_are_written_without_leftover_temporary_files(tmp_path):
-    cfg = compose_config(*TINY, f"results_dir={tmp_path}")
+    cfg = compose(*TINY, f"results_dir={tmp_path}")
     record = run(cfg, tmp_path / "job")
-    assert record["status"] == "ok"
+    assert record["status"] == "ok" and record["version"] == records.VERSION
     assert json.loads((tmp_path / "job" / "record.json").read_text())["id"] == record["id"]
     assert not list(tmp_path.rglob("*.part"))
     assert (tmp_path / "job" / "test_losses.npy").exists()
+
+
+SMALLEST = {"id": "x", "model": "unigram", "status": "ok", "config": {}, "corpus": {"name": "synthetic"}}
+
+
+def test_a_record_update_waits_for_the_folders_lock_and_keeps_what_the_record_holds(tmp_path):
+    import threading
+
+    folder = RunDir(tmp_path)
+    folder.write_record({**SMALLEST, "version": records.VERSION, "job": {"command": "lmbench"}})
+    with locked(tmp_path):
+        writer = threading.Thread(target=folder.update_record, kwargs={"job": {"requeues": 1}})
+        writer.start()
+        writer.join(0.5)
+        assert writer.is_alive()  # a diagnose writing the same record holds the lock: the update waits
+        folder.write_record({**folder.record, "diagnostics": {"cells": {}}})
+    writer.join()
+    found = json.loads(folder.record_path.read_text())
+    assert found["job"] == {"command": "lmbench", "requeues": 1} and found["diagnostics"] == {"cells": {}}
+
+
+def test_an_old_record_without_a_version_is_read_in_the_current_layout(tmp_path):
+    orders = [{"order": 1, "test_unseen_fraction": 0.0}, {"order": 2, "test_unseen_fraction": 0.4}]
+    old = {**SMALLEST, "model": "ngram", "metrics": {"test": {"ppl": 3.0}}, "timing": {"train_seconds": 20.0},
+           "train": {"train_seconds": 90.0, "ngram": {"orders": orders}}}
+    RunDir(tmp_path / "old").write_record(old)
+    record = RunDir(tmp_path / "old").record
+    assert record["version"] == records.VERSION
+    assert record["timing"]["train_seconds"] == 90.0  # version 0 left out the epochs before a resume
+    assert record["metrics"]["test"]["unseen_fraction_by_order"] == [0.0, 0.4]
+    assert "version" not in json.loads((tmp_path / "old" / "record.json").read_text())  # read, not rewritten
+    RunDir(tmp_path / "new").write_record({**old, "version": records.VERSION})
+    assert RunDir(tmp_path / "new").record["timing"]["train_seconds"] == 20.0  # the current layout, as is
 
 
 def test_git_commit_is_dirty_for_changed_code_but_not_for_changed_results(tmp_path):

@@ -116,3 +116,40 @@ def test_six_families_two_seeds_with_one_job_killed_end_with_11_ok_1_failed_and_
     for family in ("ngram", "fnn", "rnn", "lstm", "gru", "transformer"):
         assert f"| {family} |" in summary
     assert "failed: gru seed 1" in out and f"report: {sweep_dir / 'report.html'}" in out
+
+
+def test_the_slurm_launcher_adds_its_facts_to_the_record_through_the_run_folder(tmp_path, monkeypatch):
+    """On the node, after its job: SLURM's job id, requeues and log reach the record by
+    ``RunDir.update_record``, which rewrites it under the folder's lock (diagnose writes it too)."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from types import SimpleNamespace
+
+    import submitit
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.lmbench_launchers._slurm import SlurmLauncher
+    from lmbench.rundir import RunDir
+
+    folder = RunDir(tmp_path / "sweep" / "0_lstm_synthetic_s0")
+    folder.write_record({"id": "x", "model": "lstm", "status": "ok", "config": {},
+                         "corpus": {"name": "synthetic"}, "job": {"launcher": "SlurmLauncher"}})
+    output = OmegaConf.create({"hydra": {"runtime": {"output_dir": str(folder.path)}}})
+    result = SimpleNamespace(hydra_cfg=output)
+    # submitit's launcher, as the launcher derives from it (Hydra's plugin scan may load its module anew)
+    monkeypatch.setattr(SlurmLauncher.__bases__[0], "__call__", lambda self, *args: result)
+    log = tmp_path / "sweep" / "slurm" / "12_0_log.out"
+    node = SimpleNamespace(job_id="12_0", paths=SimpleNamespace(stdout=log))
+    monkeypatch.setattr(submitit, "JobEnvironment", lambda: node)
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "2")
+    updates, update = [], RunDir.update_record
+
+    def spied(self, **sections):
+        updates.append(sections)
+        update(self, **sections)
+
+    monkeypatch.setattr(RunDir, "update_record", spied)
+    launcher = object.__new__(SlurmLauncher)  # what __call__ uses of it is its parent's, stubbed above
+    assert launcher(["model=lstm"], "hydra.sweep.dir", 0, "job_id_for_0", None) is result
+    facts = {"slurm_job_id": "12_0", "requeues": 2, "log": "slurm/12_0_log.out"}
+    assert updates == [{"job": facts}]
+    assert RunDir(folder.path).record["job"] == {"launcher": "SlurmLauncher", **facts}

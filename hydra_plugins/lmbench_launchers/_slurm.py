@@ -9,7 +9,6 @@ on clusters without one warns on every poll and never sees a cancelled job end.
 """
 
 import functools
-import json
 import logging
 import os
 import re
@@ -26,6 +25,7 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmitit
 
 from hydra_plugins.lmbench_launchers.timing import job_config, record_failure, test_perplexity
 from lmbench.hardware import cpus_to_request
+from lmbench.rundir import RunDir
 
 log = logging.getLogger(__name__)
 RESUME = "train.resume=true"
@@ -98,16 +98,12 @@ class SlurmLauncher(BaseSubmititLauncher):
         for handler in logging.root.handlers[:]:  # a skipped job's folder is gone, and its log file
             if isinstance(handler, logging.FileHandler) and not Path(handler.baseFilename).parent.exists():
                 logging.root.removeHandler(handler)
-        record_path = Path(str(result.hydra_cfg.hydra.runtime.output_dir)) / "record.json"
-        if record_path.exists():
-            from lmbench.records import write_record
-
+        run = RunDir(str(result.hydra_cfg.hydra.runtime.output_dir))
+        if run.finished:
             env = submitit.JobEnvironment()
-            record = json.loads(record_path.read_text())
-            record.setdefault("job", {}).update(
-                slurm_job_id=env.job_id, requeues=int(os.environ.get("SLURM_RESTART_COUNT", 0)),
-                log=os.path.relpath(env.paths.stdout, record_path.parent.parent))
-            write_record(record, record_path.parent)
+            run.update_record(job={"slurm_job_id": env.job_id,
+                                   "requeues": int(os.environ.get("SLURM_RESTART_COUNT", 0)),
+                                   "log": os.path.relpath(env.paths.stdout, run.path.parent)})
         return result
 
     def checkpoint(self, sweep_overrides, *args):
@@ -115,11 +111,9 @@ class SlurmLauncher(BaseSubmititLauncher):
         checkpoint when it has one (a job warned before its first epoch ended starts afresh)."""
         import submitit
 
-        from lmbench.checkpoint import CHECKPOINT
-
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         overrides = [o for o in sweep_overrides if not o.startswith("train.resume=")]
-        if (run_dir / CHECKPOINT).exists():
+        if RunDir(run_dir).resumable:
             overrides.append(RESUME)
         log.warning("time limit near: requeuing %s%s", run_dir,
                     " to resume from its checkpoint" if RESUME in overrides else "")
@@ -172,7 +166,7 @@ class SlurmLauncher(BaseSubmititLauncher):
             return slurm_job.results()[0]
         except (FailedJobError, UncompletedJobError):
             pass
-        if not (run_dir / "record.json").exists():
+        if not RunDir(run_dir).finished:
             log_path = Path(slurm_job.paths.stdout)
             state = slurm_job.watcher.get_state(slurm_job.job_id, mode="force")
             how = _last_words(log_path)
@@ -183,5 +177,5 @@ class SlurmLauncher(BaseSubmititLauncher):
         result = JobReturn(overrides=job["overrides"], cfg=job["cfg"], hydra_cfg=self.config,
                            working_dir=str(run_dir), task_name=str(job["cfg"].hydra.job.name))
         result.status = JobStatus.COMPLETED  # a failed job has its record; the sweep goes on
-        result.return_value = test_perplexity(run_dir / "record.json")
+        result.return_value = test_perplexity(RunDir(run_dir))
         return result

@@ -4,7 +4,6 @@ Peak RSS is a per-process high-water mark and concurrent jobs share cores, so sp
 tables are only clean when each job has a process, and the machine, to itself.
 """
 
-import json
 import logging
 import os
 import subprocess
@@ -35,17 +34,17 @@ def record_failure(job_cfg, run_dir: Path, overrides, launcher: str, message: st
     """A failed record for a job that ended without writing one, so the sweep counts it."""
     from omegaconf import OmegaConf
 
-    from lmbench.records import write_record
     from lmbench.run import failed_record
+    from lmbench.rundir import RunDir
 
     cfg = OmegaConf.masked_copy(job_cfg, [k for k in job_cfg if k != "hydra"])
     job = {"command": " ".join(["lmbench", *overrides]), "sweep": True, "launcher": launcher, **facts}
-    write_record(failed_record(cfg, RuntimeError(message), job), run_dir)
+    RunDir(run_dir).write_record(failed_record(cfg, RuntimeError(message), job))
 
 
-def test_perplexity(record: Path) -> float | None:
+def test_perplexity(run) -> float | None:
     """The job's metric, as ``python -m lmbench`` returns it: test perplexity, None for a failed job."""
-    return ((json.loads(record.read_text()).get("metrics") or {}).get("test") or {}).get("ppl")
+    return ((run.record.get("metrics") or {}).get("test") or {}).get("ppl")
 
 
 def job_config(launcher: Launcher, overrides, number: int):
@@ -61,6 +60,8 @@ class TimingLauncher(Launcher):
         self.config, self.hydra_context = config, hydra_context
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:  # noqa: E501
+        from lmbench.rundir import RunDir
+
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
@@ -75,12 +76,11 @@ class TimingLauncher(Launcher):
                                   env={**os.environ, SWEEP_JOB_ENV: "1"})
             result = JobReturn(overrides=list(overrides), cfg=job_cfg, hydra_cfg=self.config,
                                working_dir=str(run_dir), task_name=str(job_cfg.hydra.job.name))
-            record = run_dir / "record.json"
-            if not record.exists():  # the job died before it could say so itself
+            if not RunDir(run_dir).finished:  # the job died before it could say so itself
                 record_failure(job_cfg, run_dir, overrides, "TimingLauncher",
                                f"the job's process exited with code {done.returncode} before writing "
                                f"its record; see {run_dir}")
             result.status = JobStatus.COMPLETED  # a failed job has its record; the sweep goes on
-            result.return_value = test_perplexity(record)
+            result.return_value = test_perplexity(RunDir(run_dir))
             results.append(result)
         return results

@@ -21,7 +21,7 @@ from lmbench.files import atomic_write_text
 from lmbench.records import write_tables
 from lmbench.report import frames, render, tables
 from lmbench.report.frames import COUNT_BASED, label_runs
-from lmbench.rundir import RunDir, find_runs
+from lmbench.rundir import DIAGNOSTICS, RunDir, find_runs
 
 __all__ = ["build", "label_runs", "main"]
 
@@ -36,12 +36,12 @@ def _diagnostics(root: Path, rundirs: list[RunDir], folder: Path) -> list[Path]:
     copies = []
     for run in rundirs:
         r = run.record
-        for png in sorted((run.path / "diagnostics").glob("*.png")):
+        for png in sorted((run.path / DIAGNOSTICS).glob("*.png")):
             name = f"diagnostics_{run.label}_{r['corpus']['name']}_s{r['config'].get('seed')}_{png.name}"
             copies.append(folder / name.replace(" ", "_").replace("/", "_"))
             copies[-1].write_bytes(png.read_bytes())
-    for png in sorted(Path(root).rglob("diagnostics/*.png")):
-        if not (png.parent.parent / "record.json").exists():
+    for png in sorted(Path(root).rglob(f"{DIAGNOSTICS}/*.png")):
+        if not RunDir(png.parent.parent).finished:
             where = png.parent.parent.relative_to(root).as_posix().replace("/", "_") or "root"
             copies.append(folder / f"diagnostics_{where}_{png.name}")
             copies[-1].write_bytes(png.read_bytes())

@@ -9,7 +9,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from lmbench import published, records
+from lmbench import published
 from lmbench.evaluate import bootstrap_mean_ci, paired_bootstrap
 from lmbench.jobs import settings_hash
 from lmbench.rundir import RunDir
@@ -67,7 +67,7 @@ def _runs(rundirs: list[RunDir]) -> pd.DataFrame:
             "test_bpc": test.get("bpc"), "valid_ppl": valid.get("ppl"),
             "params": memory.get("parameters"), "model_mb": (memory.get("model_bytes") or 0) / 2**20,
             "peak_rss_mb": memory.get("peak_rss_mb"), "peak_cuda_mb": memory.get("peak_cuda_mb"),
-            "train_s": records.train_seconds(r), "train_tok_s": timing.get("train_tokens_per_s"),
+            "train_s": timing.get("train_seconds"), "train_tok_s": timing.get("train_tokens_per_s"),
             "eval_tok_s": test.get("eval_tokens_per_s"), "wall_s": timing.get("wall_seconds"),
             "precision": (r.get("train") or {}).get("precision"),
             "flops_per_s": (r.get("train") or {}).get("achieved_flops_per_s"),
@@ -176,8 +176,7 @@ def ngram_orders(rundirs: list[RunDir]) -> pd.DataFrame:
     for run in rundirs:
         r = run.record
         orders = ((r.get("train") or {}).get("ngram") or {}).get("orders", [])
-        unseen = (((r.get("metrics") or {}).get("test") or {}).get("unseen_fraction_by_order")
-                  or [o.get("test_unseen_fraction") for o in orders])  # older records: in train's orders
+        unseen = ((r.get("metrics") or {}).get("test") or {}).get("unseen_fraction_by_order")
         total = 0.0
         for level in sorted(orders, key=lambda o: o["order"]):
             total += level.get("bytes", 0) / 2**20
