@@ -9,10 +9,8 @@ import sys
 from pathlib import Path
 
 import hydra
-from hydra._internal.hydra import Hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import OmegaConf
 
 from lmbench.compose import register_all
 from lmbench.errors import UserError
@@ -24,33 +22,6 @@ CONF_DIR = str(conf_dir())
 SWEEP_JOB_ENV = "LMBENCH_SWEEP_JOB"  # set by the timing launcher for the jobs it starts
 
 register_all()  # every schema (the models' too), before Hydra composes a config
-_composed_mode = Hydra.get_mode
-
-
-def experiment_mode(name: str) -> str | None:
-    """``hydra.mode`` as experiment ``name`` sets it, itself or through the experiments it extends."""
-    experiment = OmegaConf.load(conf_dir() / "experiment" / f"{name}.yaml")
-    extended = [e for e in experiment.get("defaults", []) if isinstance(e, str) and e != "_self_"]
-    inherited = next(filter(None, map(experiment_mode, extended)), None)
-    return OmegaConf.select(experiment, "hydra.mode") or inherited
-
-
-def declared_mode(hydra_app: Hydra, config_name: str | None, overrides: list[str]) -> RunMode | None:
-    """``hydra.mode`` read where lmbench declares it, the command line or an experiment file, instead
-    of Hydra composing the whole config once only to read it (hydra#3440: ~0.08 s of every command).
-    Anything else is left to Hydra; tests/test_startup.py checks both agree on every experiment."""
-    values = dict(o.split("=", 1) for o in overrides if "=" in o)
-    experiments = {"", *(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))}
-    prefixed = any(k[0] in "+~" and k.lstrip("+~") in ("hydra.mode", "experiment") for k in values)
-    if prefixed or values.get("experiment", "") not in experiments:
-        return _composed_mode(hydra_app, config_name, overrides)  # Hydra's own checks and errors apply
-    mode = values.get("hydra.mode") or (values.get("experiment") and experiment_mode(values["experiment"]))
-    if not mode:
-        return None
-    return RunMode[mode] if mode in RunMode.__members__ else _composed_mode(hydra_app, config_name, overrides)
-
-
-Hydra.get_mode = declared_mode  # what @hydra.main asks before it composes the config
 
 
 def _job_facts() -> dict:
@@ -117,14 +88,16 @@ def _crashed(exc: Exception, cfg, run_dir: Path, job: dict) -> None:
 def main(cfg) -> float | None:
     """Run one job; returns the test perplexity (for sweepers that optimise it). In a sweep a
     failing job leaves its record and returns, so the other jobs still run."""
+    from lmbench.config import validate
     from lmbench.preflight import check_choices
     from lmbench.run import run
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     job = _job_facts()
     try:
-        if job["sweep"]:  # a single run's choices were checked before its folder was made (preflight)
+        if job["sweep"]:  # a single run's config was checked before its folder was made (preflight)
             check_choices(HydraConfig.get().runtime.choices)
+            validate(cfg)
         record = run(cfg, run_dir, job)
     except KeyboardInterrupt:
         _interrupted(run_dir, Path(cfg.results_dir).absolute())

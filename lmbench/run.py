@@ -15,7 +15,6 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from lmbench import jobs, models, provenance, published, records
-from lmbench.config import validate
 from lmbench.corpora import Corpus, load_corpus
 from lmbench.errors import UserError
 from lmbench.evaluate import evaluate
@@ -106,8 +105,8 @@ def diverged(record: dict, train_stats: dict, vocab_size: int) -> str | None:
     """Why a trained model's run did not train: a loss that turned non-finite, or a validation
     perplexity far above the vocabulary size (worse than guessing uniformly), or None. (A
     count-based model can land above it honestly, when valid text differs from train.)"""
-    if train_stats.get("status") == "diverged":
-        return f"the training loss became non-finite at step {train_stats.get('diverged_step')}"
+    if train_stats.get("diverged_step") is not None:
+        return f"the training loss became non-finite at step {train_stats['diverged_step']}"
     valid = record["metrics"]["valid"]["ppl"]
     if "steps" in train_stats and valid > DIVERGED_FACTOR * vocab_size:
         return (f"validation perplexity {valid:.4g} is above {DIVERGED_FACTOR}x the vocabulary size "
@@ -138,8 +137,8 @@ class Job:
 
 
 def prepare(cfg, run_dir: Path, facts: dict | None) -> Job:
-    """Validate the config, pick the device, seed every generator and load the corpus."""
-    validate(cfg)
+    """Pick the device, seed every generator and load the corpus (of a config ``validate`` passed:
+    the app's preflight for a single run, ``main`` for a sweep's job)."""
     uses_torch = models.uses_torch(cfg.model.name)
     device = resolve_device(str(cfg.device), uses_torch)
     seed_everything(cfg.seed, uses_torch)

@@ -372,9 +372,7 @@ def _stats(model, tc, state, diverged, steps_per_epoch, tokens_per_epoch, precis
         **_utilisation(model, state.tokens / seconds if seconds else None, precision),
         **model.eval_info(),
     }
-    if diverged is not None:
-        stats.update(status="diverged", diverged_step=diverged)
-    return stats
+    return stats | {"diverged_step": diverged}
 
 
 def _utilisation(model, tokens_per_s: float | None, precision: str) -> dict:

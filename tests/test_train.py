@@ -66,7 +66,7 @@ def test_nan_loss_stops_with_the_last_good_weights(tiny_word_corpus, tiny_text_d
 
     model.chunk_loss = poisoned
     stats = model.fit(tiny_word_corpus, FitSettings.from_config(cfg, tmp_path))
-    assert stats["status"] == "diverged" and stats["stopped_by"] == "diverged"
+    assert stats["stopped_by"] == "diverged"
     assert stats["diverged_step"] == steps_per_epoch + 3 and stats["epochs"] == 1
     saved = checkpoint.load(tmp_path / checkpoint.CHECKPOINT)
     assert saved["state"]["epoch"] == 1  # the last good checkpoint was kept

@@ -12,10 +12,10 @@ import pandas as pd
 from lmbench import published
 from lmbench.evaluate import bootstrap_mean_ci, paired_bootstrap
 from lmbench.jobs import settings_hash
+from lmbench.models import COUNT_BASED
 from lmbench.rundir import RunDir
 
 GROUP = ["corpus", "protocol", "fingerprint"]
-COUNT_BASED = ("ngram", "unigram", "oracle")  # estimated from counts: no training budget
 BOOTSTRAP_SAMPLES = 1000
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from lmbench.models import COUNT_BASED
 from lmbench.published import check_order, orderings
-from lmbench.report.frames import BOOTSTRAP_SAMPLES, COUNT_BASED
+from lmbench.report.frames import BOOTSTRAP_SAMPLES
 
 MISSING = "–"
 MINUS = "−"
