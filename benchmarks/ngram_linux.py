@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ngram_vs_kenlm import lmbench_round, timed
 
-from lmbench.provenance import cpu_name
+from lmbench.runs.provenance import cpu_name
 
 TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
 RESERVED = {"<s>", "</s>", "<unk>", "<eos>", "UNK"}  # KenLM's and lmbench's own tokens

@@ -27,10 +27,11 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from lmbench import models, provenance
+from lmbench import models
 from lmbench.compose import compose
 from lmbench.corpora import load_corpus
 from lmbench.models.base import FitSettings
+from lmbench.runs import provenance
 from lmbench.train import batchify
 
 # conf/experiment/zaremba_small.yaml's settings, applicable to every recurrent cell

@@ -15,8 +15,8 @@ from hydra.types import RunMode
 from lmbench.compose import register_all
 from lmbench.errors import UserError
 from lmbench.paths import conf_dir
-from lmbench.run import failed_record
-from lmbench.rundir import RunDir
+from lmbench.runs.run import failed_record
+from lmbench.runs.rundir import RunDir
 
 CONF_DIR = str(conf_dir())
 SWEEP_JOB_ENV = "LMBENCH_SWEEP_JOB"  # set by the timing launcher for the jobs it starts
@@ -89,8 +89,8 @@ def main(cfg) -> float | None:
     """Run one job; returns the test perplexity (for sweepers that optimise it). In a sweep a
     failing job leaves its record and returns, so the other jobs still run."""
     from lmbench.config import validate
-    from lmbench.preflight import check_choices
-    from lmbench.run import run
+    from lmbench.runs.preflight import check_choices
+    from lmbench.runs.run import run
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     job = _job_facts()

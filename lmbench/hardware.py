@@ -94,7 +94,7 @@ def freed_memory(keep: bool):
 def _processor(device: torch.device) -> str:
     import torch
 
-    from lmbench.provenance import cpu_name
+    from lmbench.runs.provenance import cpu_name
 
     return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
 
@@ -164,8 +164,8 @@ def available_cores() -> int:
 
 
 def running_jobs() -> int:
-    """lmbench jobs running on this machine now, this one included (see ``lmbench.jobs.active``)."""
-    from lmbench.jobs import live_jobs
+    """lmbench jobs running on this machine now, this one included (see ``lmbench.runs.jobs.active``)."""
+    from lmbench.runs.jobs import live_jobs
 
     return max(1, len(live_jobs()))
 

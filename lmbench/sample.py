@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lmbench.errors import UserError
-from lmbench.rundir import RunDir
+from lmbench.runs.rundir import RunDir
 
 
 def encode_prompt(corpus, text: str) -> np.ndarray:

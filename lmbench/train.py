@@ -21,12 +21,12 @@ from dataclasses import asdict, dataclass, field
 import torch
 from tqdm import tqdm
 
-from lmbench import checkpoint
 from lmbench.corpora import Corpus
 from lmbench.errors import UserError
 from lmbench.evaluate import evaluate
 from lmbench.hardware import keep_freed_memory, matmul_peak, resolve_precision, resolve_threads, running_jobs
 from lmbench.models.base import FitSettings
+from lmbench.runs import checkpoint
 
 log = logging.getLogger(__name__)
 FLUSH_EVERY = 25  # steps between reading losses back from the device (one sync per flush)

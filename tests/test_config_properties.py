@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from omegaconf import DictConfig, FloatNode, IntegerNode, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from lmbench import run as run_module
 from lmbench.compose import compose
 from lmbench.config import leaves, schema_nodes, validate
 from lmbench.errors import UserError
+from lmbench.runs import run as run_module
 
 LOCAL = {"synthetic": [], "file": ["corpus.path=@TINY@"]}  # corpora that need no download
 BAD = {float: ["nan", "inf", "-inf", "-1.0", "1e300"], int: ["nan", "-1", str(2**63), str(10**30)]}

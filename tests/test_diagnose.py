@@ -18,8 +18,8 @@ from lmbench.compose import compose
 from lmbench.corpora import EOS
 from lmbench.diagnose import cells, gradients, memory
 from lmbench.diagnose.__main__ import main
-from lmbench.run import run
-from lmbench.rundir import RunDir
+from lmbench.runs.run import run
+from lmbench.runs.rundir import RunDir
 
 PROBED_NET = ["model.hidden_size=16", "model.emb_size=16", "model.layers=1"]  # the nets probed here
 

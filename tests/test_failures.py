@@ -20,9 +20,9 @@ from lmbench.config import validate
 from lmbench.corpora import load_corpus
 from lmbench.diagnose.__main__ import main as diagnose
 from lmbench.errors import CorpusError, UserError
-from lmbench.preflight import check_choices
-from lmbench.run import run
-from lmbench.rundir import RunDir, find_runs, refresh_tables
+from lmbench.runs.preflight import check_choices
+from lmbench.runs.run import run
+from lmbench.runs.rundir import RunDir, find_runs, refresh_tables
 
 TINY_LSTM = ["model=lstm", *TINY_NETWORKS["lstm"], *TINY]
 
@@ -126,7 +126,7 @@ def test_an_exploding_run_is_diverged_and_a_single_run_exits_non_zero(tmp_path):
 
 
 def test_a_valid_perplexity_above_the_vocabulary_is_diverged():
-    from lmbench.run import diverged
+    from lmbench.runs.run import diverged
 
     record, trained = {"metrics": {"valid": {"ppl": 1.2e8}}}, {"steps": 100}
     assert "above 2x the vocabulary size 10000" in diverged(record, trained, 10_000)

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from lmbench.errors import UserError
-from lmbench.rundir import RunDir
+from lmbench.runs.rundir import RunDir
 
 
 def test_full_disk_during_a_record_write_keeps_the_previous_record(tmp_path, monkeypatch):
@@ -28,7 +28,7 @@ def test_full_disk_during_a_record_write_keeps_the_previous_record(tmp_path, mon
 def test_full_disk_during_a_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     import torch
 
-    from lmbench import checkpoint
+    from lmbench.runs import checkpoint
 
     path = tmp_path / checkpoint.CHECKPOINT
     checkpoint.save({"meta": {"epoch": 1}, "model": {"w": torch.ones(3)}}, path)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, TINY
 
-from lmbench import checkpoint
+from lmbench.runs import checkpoint
 
 pytestmark = pytest.mark.slow  # every test here starts the app, several times
 
@@ -127,8 +127,8 @@ def test_a_killed_sweep_job_marked_failed_resumes_in_its_own_folder(tmp_path, re
     past the failed record a launcher writes for a job that died."""
     from omegaconf import OmegaConf
 
-    from lmbench.run import failed_record
-    from lmbench.rundir import RunDir
+    from lmbench.runs.run import failed_record
+    from lmbench.runs.rundir import RunDir
 
     sweep = ("hydra.sweep.dir=results/sweep",)
     killed = _run("results", "-c", KILLER, "checkpoint.pt", "3", "after", "-m", cwd=tmp_path, also=sweep)

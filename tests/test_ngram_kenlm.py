@@ -141,7 +141,7 @@ PTB = ("ptb/ptb.train.txt", "ptb/ptb.valid.txt", "ptb/ptb.test.txt")
 @needs_shared(*PTB)
 def test_ptb_sentence_perplexity_matches_kenlm(tmp_path):
     """The issue's acceptance figures: `lmplz -o N` + `query` on PTB, literal <unk> a word."""
-    from lmbench.run import run
+    from lmbench.runs.run import run
 
     kenlm_ppl = {5: 141.1862070921484, 3: 148.2814995024931}
     cfg = compose("model=ngram", "corpus=ptb", "protocol=sentence", "model.order=5",

@@ -11,8 +11,8 @@ from omegaconf import OmegaConf
 from lmbench import published
 from lmbench.compose import compose
 from lmbench.config import validate
-from lmbench.jobs import config_hash, settings_hash
-from lmbench.rundir import JOB
+from lmbench.runs.jobs import config_hash, settings_hash
+from lmbench.runs.rundir import JOB
 
 TABLES = {"ptb_table": "ptb", "bengio_brown": "brown", "char_shakespeare": "shakespeare"}
 

@@ -175,7 +175,7 @@ def test_a_record_with_null_sections_is_listed_without_breaking_the_report(tmp_p
 @pytest.mark.slow
 def test_runs_at_several_training_sizes_get_the_excess_over_the_floor_plot(tmp_path):
     from lmbench.report.frames import data_size
-    from lmbench.rundir import find_runs
+    from lmbench.runs.rundir import find_runs
 
     done = lmbench(tmp_path, "-m", "model=ngram,unigram", "corpus.train_tokens=3000,30000",
                    "corpus.valid_tokens=2000", "corpus.test_tokens=2000")

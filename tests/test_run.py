@@ -8,12 +8,12 @@ import subprocess
 import pytest
 from conftest import TINY
 
-from lmbench import records
 from lmbench.compose import compose
 from lmbench.files import locked
 from lmbench.models.unigram import Unigram
-from lmbench.run import run
-from lmbench.rundir import RunDir
+from lmbench.runs import records
+from lmbench.runs.run import run
+from lmbench.runs.rundir import RunDir
 
 
 class ExplodingUnigram(Unigram):
@@ -77,7 +77,7 @@ def test_an_old_record_without_a_version_is_read_in_the_current_layout(tmp_path)
 
 
 def test_git_commit_is_dirty_for_changed_code_but_not_for_changed_results(tmp_path):
-    from lmbench.provenance import git_commit
+    from lmbench.runs.provenance import git_commit
 
     def git(*args):
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,

@@ -7,7 +7,7 @@ from conftest import LEARNING_NETWORKS
 
 from lmbench import sample
 from lmbench.compose import compose
-from lmbench.run import run
+from lmbench.runs.run import run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

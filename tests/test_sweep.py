@@ -128,7 +128,7 @@ def test_the_slurm_launcher_adds_its_facts_to_the_record_through_the_run_folder(
     from omegaconf import OmegaConf
 
     from hydra_plugins.lmbench_launchers._slurm import SlurmLauncher
-    from lmbench.rundir import RunDir
+    from lmbench.runs.rundir import RunDir
 
     folder = RunDir(tmp_path / "sweep" / "0_lstm_synthetic_s0")
     folder.write_record({"id": "x", "model": "lstm", "status": "ok", "config": {},

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from conftest import seeded_model, tiny_config
 from omegaconf import OmegaConf
 
-from lmbench import checkpoint, hardware
+from lmbench import hardware
 from lmbench import train as train_module
 from lmbench.config import validate
 from lmbench.corpora import load_corpus
@@ -23,6 +23,7 @@ from lmbench.errors import UserError
 from lmbench.hardware import resolve_precision
 from lmbench.models.base import FitSettings
 from lmbench.models.neural import LinearCrossEntropy
+from lmbench.runs import checkpoint
 from lmbench.train import Schedule, TrainState
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -25,7 +25,7 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmitit
 
 from hydra_plugins.lmbench_launchers.timing import job_config, record_failure, test_perplexity
 from lmbench.hardware import cpus_to_request
-from lmbench.rundir import RunDir
+from lmbench.runs.rundir import RunDir
 
 log = logging.getLogger(__name__)
 RESUME = "train.resume=true"

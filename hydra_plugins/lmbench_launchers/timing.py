@@ -34,8 +34,8 @@ def record_failure(job_cfg, run_dir: Path, overrides, launcher: str, message: st
     """A failed record for a job that ended without writing one, so the sweep counts it."""
     from omegaconf import OmegaConf
 
-    from lmbench.run import failed_record
-    from lmbench.rundir import RunDir
+    from lmbench.runs.run import failed_record
+    from lmbench.runs.rundir import RunDir
 
     cfg = OmegaConf.masked_copy(job_cfg, [k for k in job_cfg if k != "hydra"])
     job = {"command": " ".join(["lmbench", *overrides]), "sweep": True, "launcher": launcher, **facts}
@@ -60,7 +60,7 @@ class TimingLauncher(Launcher):
         self.config, self.hydra_context = config, hydra_context
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:  # noqa: E501
-        from lmbench.rundir import RunDir
+        from lmbench.runs.rundir import RunDir
 
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)

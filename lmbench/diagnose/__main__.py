@@ -26,8 +26,8 @@ import torch
 
 from lmbench.diagnose import cells, gradients, memory
 from lmbench.errors import UserError
-from lmbench.rundir import DIAGNOSTICS as FOLDER
-from lmbench.rundir import RunDir
+from lmbench.runs.rundir import DIAGNOSTICS as FOLDER
+from lmbench.runs.rundir import RunDir
 
 DIAGNOSTICS = {"gradients": gradients, "memory": memory, "cells": cells}
 

@@ -19,10 +19,10 @@ import pandas as pd
 from lmbench import plots
 from lmbench.files import atomic_write_text
 from lmbench.models import COUNT_BASED
-from lmbench.records import write_tables
 from lmbench.report import frames, render, tables
 from lmbench.report.frames import label_runs
-from lmbench.rundir import DIAGNOSTICS, RunDir, find_runs
+from lmbench.runs.records import write_tables
+from lmbench.runs.rundir import DIAGNOSTICS, RunDir, find_runs
 
 __all__ = ["build", "label_runs", "main"]
 

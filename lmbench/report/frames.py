@@ -11,9 +11,9 @@ import pandas as pd
 
 from lmbench import published
 from lmbench.evaluate import bootstrap_mean_ci, paired_bootstrap
-from lmbench.jobs import settings_hash
 from lmbench.models import COUNT_BASED
-from lmbench.rundir import RunDir
+from lmbench.runs.jobs import settings_hash
+from lmbench.runs.rundir import RunDir
 
 GROUP = ["corpus", "protocol", "fingerprint"]
 BOOTSTRAP_SAMPLES = 1000

@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from lmbench import jobs, models, provenance, published, records
+from lmbench import models, published
 from lmbench.corpora import Corpus, load_corpus
 from lmbench.errors import UserError
 from lmbench.evaluate import evaluate
 from lmbench.models.base import FitSettings
-from lmbench.rundir import TEST_LOSSES, RunDir, refresh_tables
+from lmbench.runs import jobs, provenance, records
+from lmbench.runs.rundir import TEST_LOSSES, RunDir, refresh_tables
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def check_run_folder(job: Job, model) -> bool:
     """Refuse, before anything in the run folder is touched, a folder holding another run: a finished
     record, a checkpoint without ``train.resume=true``, or one that belongs to another job. Returns
     whether the folder holds this very job killed (or failed) after a checkpoint: it resumes there."""
-    from lmbench import checkpoint
+    from lmbench.runs import checkpoint
 
     cfg, folder = job.cfg, RunDir(job.run_dir)
     if not folder.unfinished:

@@ -41,7 +41,7 @@ def refuse_existing(path: Path) -> None:
 
 def save(payload: dict, path: Path) -> None:
     """Write atomically (a temporary file and a rename); a full disk keeps the previous one."""
-    import torch  # here, not at the top: lmbench.jobs imports this module for count-based runs too
+    import torch  # here, not at the top: lmbench.runs.jobs imports this module for count-based runs too
 
     atomic_write(path, lambda f: torch.save(payload, f), binary=True)
 

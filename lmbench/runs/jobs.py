@@ -12,10 +12,10 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from lmbench.checkpoint import CHECKPOINT
 from lmbench.errors import UserError
 from lmbench.files import atomic_copy
-from lmbench.rundir import RunDir, run_dirs
+from lmbench.runs.checkpoint import CHECKPOINT
+from lmbench.runs.rundir import RunDir, run_dirs
 
 IGNORED_KEYS = ("results_dir", "force")  # where results go and whether to redo them: not the job
 _jobs_in_this_process = 0

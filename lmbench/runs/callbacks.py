@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from lmbench.rundir import find_runs, refresh_tables
+from lmbench.runs.rundir import find_runs, refresh_tables
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from lmbench import records
-from lmbench.checkpoint import BEST, CHECKPOINT
 from lmbench.corpora import Corpus, load_corpus
 from lmbench.errors import UserError
 from lmbench.files import atomic_write_text, locked
+from lmbench.runs import records
+from lmbench.runs.checkpoint import BEST, CHECKPOINT
 
 RECORD = "record.json"
 JOB = "job.json"  # the job marker: config hash, corpus fingerprint and command, written as the job starts
@@ -165,8 +165,9 @@ class RunDir:
         Count-based models have no checkpoint and are refitted, which is deterministic."""
         import torch
 
-        from lmbench import checkpoint, models
+        from lmbench import models
         from lmbench.models.base import FitSettings
+        from lmbench.runs import checkpoint
 
         torch.manual_seed(self.config.seed)
         model = models.build(self.family, self.config.model, self.corpus)
