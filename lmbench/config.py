@@ -6,6 +6,7 @@ The schemas live in the ``schema/`` config group (Hydra's structured-config-sche
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -76,6 +77,10 @@ def optional(rule: Rule) -> Rule:
 
 
 SEED = Rule(lambda v: 0 <= v < 2**32, SEED_RANGE, (-1, 2**32))
+# a name that becomes part of a path (the corpus cache, run folders): never a path itself
+NAME = Rule(lambda v: re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}", v) is not None and ".." not in v,
+            "a name of letters, digits and _ . + - (at most 64, no '..'), since it becomes part of a path",
+            ("../x", "/etc", "", "a/b", "x" * 65))
 POSITIVE = Rule(lambda v: v > 0, "positive", (0.0, -1.0))
 DROPOUT = Rule(lambda v: 0 <= v < 1, "in [0, 1)", (-0.5, 1.0))
 ADD_K = Rule(lambda v: v >= 0, ">= 0 (0 is maximum likelihood)", (-1.0,))
@@ -95,7 +100,7 @@ class SourceFile:
 
 @dataclass
 class CorpusConfig:
-    name: str = MISSING
+    name: str = option(MISSING, NAME)
     level: Level = MISSING
     loader: str = MISSING
     min_count: int = option(1, size())  # train-split words seen fewer times become <unk>
@@ -373,6 +378,11 @@ def validate(cfg) -> None:
             raise UserError(f"{key}={value} is not a finite number: give one below {FLOAT32_MAX:.3g} in size "
                             "(what float32, the tensors' type, holds).")
     check_rules(cfg)
+    model = cfg.model
+    if SCHEMAS.get("model") and OmegaConf.get_type(model) is not SCHEMAS["model"].get(model.name):
+        raise UserError(f"model.name={model.name} is not this model's: the name is the family's identity "
+                        "(records and tables read it), so it cannot be set; choose the family with "
+                        f"model={model.name} instead.")
     corpus = cfg.corpus
     if "num_classes" in corpus and corpus.num_classes > corpus.num_words:
         raise UserError(f"corpus.num_classes={corpus.num_classes} is out of range: it must be at most "

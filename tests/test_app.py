@@ -56,6 +56,9 @@ def test_sweep_writes_one_record_per_job_and_one_table(tmp_path):
     ("hydra/launcher=slurmm", "Could not find 'hydra/launcher/slurmm'"),
     ("eval.bootstrap_samples=-5", "eval.bootstrap_samples=-5 is out of range"),
     ("corpus.min_count=0", "corpus.min_count=0 is out of range"),
+    ("corpus.name=../x", "corpus.name=../x is out of range: it must be a name"),
+    ("experiment=../debug/tiny", "experiment=../debug/tiny is not an option name"),
+    ("model.name=gru", "model.name=gru is not this model's"),
 ])
 def test_bad_config_fails_at_start_up_with_a_clear_message_and_writes_nothing(tmp_path, override,
                                                                                message):

@@ -79,6 +79,17 @@ def test_every_option_of_an_optional_group_passes_the_closed_schemas(group):
         validate(composed_as_the_app_does(f"{group}={option}"))
 
 
+@pytest.mark.parametrize("choice", ["../debug/tiny", "../../conf/config", "/etc/passwd"])
+def test_an_option_named_by_a_path_outside_its_group_is_refused(choice):
+    with pytest.raises(UserError, match=f"experiment={choice} is not an option name"):
+        check_choices({"experiment": choice})
+
+
+def test_a_model_renamed_to_another_family_is_refused():
+    with pytest.raises(UserError, match="model.name=gru is not this model's"):
+        validate(compose("model=lstm", "model.name=gru"))
+
+
 @pytest.mark.parametrize("group", ["experiment", "recipe", "debug"])
 def test_an_option_of_an_optional_group_that_does_not_exist_is_refused(group):
     with pytest.raises(UserError, match=f"{group}=nosuch does not exist .* the {group} options are: [a-z]"):

@@ -23,6 +23,9 @@ def check_choices(choices) -> None:
     for group, choice in choices.items():
         if choice is None or group.startswith(("hydra/", "schema/")):
             continue
+        if choice.startswith("/") or ".." in choice.split("/"):
+            raise UserError(f"{group}={choice} is not an option name: options are files of conf/{group}/, "
+                            f"named by their path inside it (e.g. {group}=<name>), never a path outside it.")
         folder, _, name = f"{group}/{choice}".rpartition("/")
         if not (conf_dir() / folder / f"{name}.yaml").is_file():
             found = sorted(p.relative_to(conf_dir() / group).with_suffix("").as_posix()
