@@ -12,6 +12,7 @@ import pandas as pd
 from lmbench import published
 from lmbench.evaluate import bootstrap_mean_ci, paired_bootstrap
 from lmbench.models import COUNT_BASED
+from lmbench.runs import records
 from lmbench.runs.jobs import settings_hash
 from lmbench.runs.rundir import RunDir
 
@@ -42,49 +43,9 @@ def label_runs(rundirs: list[RunDir]) -> None:
         run.label = f"{base} #{_variant(run.record)}" if several else base
 
 
-def device_name(record: dict) -> str | None:
-    """The GPU's name on CUDA, else the CPU's with its core count; None when not recorded."""
-    hw = record.get("hardware") or {}
-    if record.get("device") == "cuda" and hw.get("gpu"):
-        return hw["gpu"]
-    return f"{hw.get('cpu') or 'unknown CPU'} ({hw.get('cores')} cores)" if hw.get("cores") else hw.get("cpu")
-
-
 def _runs(rundirs: list[RunDir]) -> pd.DataFrame:
-    rows = []
-    for run in rundirs:
-        r = run.record
-        metrics = r.get("metrics") or {}
-        test, valid = metrics.get("test") or {}, metrics.get("valid") or {}
-        job, memory, timing = r.get("job") or {}, r.get("memory") or {}, r.get("timing") or {}
-        train_cfg = r["config"].get("train") or {}
-        counted = r["model"] in COUNT_BASED
-        rows.append({
-            "label": run.label, "model": r["model"], "corpus": r["corpus"]["name"],
-            "level": r["corpus"].get("level"), "protocol": r["config"].get("protocol"),
-            "fingerprint": (r["corpus"].get("fingerprint") or "")[:12],
-            "seed": r["config"].get("seed"), "status": r["status"], "test_ppl": test.get("ppl"),
-            "test_bpc": test.get("bpc"), "valid_ppl": valid.get("ppl"),
-            "params": memory.get("parameters"), "model_mb": (memory.get("model_bytes") or 0) / 2**20,
-            "peak_rss_mb": memory.get("peak_rss_mb"), "peak_cuda_mb": memory.get("peak_cuda_mb"),
-            "train_s": timing.get("train_seconds"), "train_tok_s": timing.get("train_tokens_per_s"),
-            "eval_tok_s": test.get("eval_tokens_per_s"), "wall_s": timing.get("wall_seconds"),
-            "precision": (r.get("train") or {}).get("precision"),
-            "flops_per_s": (r.get("train") or {}).get("achieved_flops_per_s"),
-            "peak_fraction": (r.get("train") or {}).get("peak_fraction"),
-            "hardware": f"{(r.get('hardware') or {}).get('cpu')} / {r.get('device')}",
-            "device_name": device_name(r),
-            "budget_min": None if counted else train_cfg.get("max_minutes"),
-            "budget_tokens": None if counted else train_cfg.get("max_tokens"),
-            "max_epochs": None if counted else train_cfg.get("max_epochs"),
-            "stopped_by": None if counted else (r.get("train") or {}).get("stopped_by"),
-            "concurrent": bool(job.get("concurrent_jobs")) or job.get("launcher") in (
-                "JoblibLauncher", "LocalLauncher"),
-            "shared_process": bool(job.get("earlier_jobs_in_process")),
-            "command": job.get("command"), "run": r["id"],
-            "log": str(run.log_path() or ""),
-            "error": (r.get("error") or "").strip().split("\n")[0],
-        })
+    rows = [{"label": run.label, **records.row(run.record), "log": str(run.log_path() or "")}
+            for run in rundirs]
     return pd.DataFrame(rows).sort_values(["corpus", "label", "seed", "run"], kind="stable",
                                           ignore_index=True)
 

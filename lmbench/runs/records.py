@@ -12,6 +12,7 @@ from typing import TypedDict
 import pandas as pd
 
 from lmbench.files import atomic_write_text
+from lmbench.models import COUNT_BASED
 
 VERSION = 1  # of the record layout: bump it, and add the step to ``migrate``, when the layout changes
 
@@ -73,44 +74,65 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
 
-def _row(record: dict, test: dict, model: str) -> dict:
-    valid = (record.get("metrics") or {}).get("valid") or {}
-    timing, memory = record.get("timing") or {}, record.get("memory") or {}
+TABLE_COLUMNS = ["model", "corpus", "protocol", "seed", "status", "valid_ppl", "test_ppl", "test_ppl_lo",
+                 "test_ppl_hi", "test_bpc", "params", "model_mb", "peak_rss_mb", "train_s", "train_tok_s",
+                 "eval_tok_s", "device", "fingerprint", "run"]
+
+
+def row(record: dict, test: dict | None = None) -> dict:
+    """The one mapping from a record to the numbers tables show (``table.csv`` takes
+    ``TABLE_COLUMNS`` of it, the report all of it); ``test`` replaces the test metrics (the floor's)."""
+    metrics = record.get("metrics") or {}
+    test = (metrics.get("test") or {}) if test is None else test
+    valid, train = metrics.get("valid") or {}, record.get("train") or {}
+    timing, memory, job = record.get("timing") or {}, record.get("memory") or {}, record.get("job") or {}
+    trained = record["model"] not in COUNT_BASED
+    train_cfg = (record["config"].get("train") or {}) if trained else {}
+    hardware = record.get("hardware") or {}
     return {
-        "model": model,
-        "corpus": record["corpus"]["name"],
-        "protocol": record["config"].get("protocol"),
-        "seed": record["config"].get("seed"),
-        "status": record["status"],
-        "valid_ppl": valid.get("ppl"),
-        "test_ppl": test.get("ppl"),
+        "model": record["model"], "corpus": record["corpus"]["name"], "level": record["corpus"].get("level"),
+        "protocol": record["config"].get("protocol"), "seed": record["config"].get("seed"),
+        "status": record["status"], "valid_ppl": valid.get("ppl"), "test_ppl": test.get("ppl"),
         "test_ppl_lo": (test.get("ppl_ci") or [None, None])[0],
-        "test_ppl_hi": (test.get("ppl_ci") or [None, None])[1],
-        "test_bpc": test.get("bpc"),
+        "test_ppl_hi": (test.get("ppl_ci") or [None, None])[1], "test_bpc": test.get("bpc"),
         "params": memory.get("parameters"),
         "model_mb": memory.get("model_bytes") / 2**20 if memory.get("model_bytes") else None,
-        "peak_rss_mb": memory.get("peak_rss_mb"),
-        "train_s": timing.get("train_seconds"),
-        "train_tok_s": timing.get("train_tokens_per_s"),
-        "eval_tok_s": test.get("eval_tokens_per_s"),
-        "device": record.get("device"),
-        "fingerprint": (record["corpus"].get("fingerprint") or "")[:12],
-        "run": record["id"],
+        "peak_rss_mb": memory.get("peak_rss_mb"), "peak_cuda_mb": memory.get("peak_cuda_mb"),
+        "train_s": timing.get("train_seconds"), "train_tok_s": timing.get("train_tokens_per_s"),
+        "eval_tok_s": test.get("eval_tokens_per_s"), "wall_s": timing.get("wall_seconds"),
+        "device": record.get("device"), "fingerprint": (record["corpus"].get("fingerprint") or "")[:12],
+        "run": record["id"], "precision": train.get("precision"),
+        "flops_per_s": train.get("achieved_flops_per_s"), "peak_fraction": train.get("peak_fraction"),
+        "hardware": f"{hardware.get('cpu')} / {record.get('device')}", "device_name": device_name(record),
+        "budget_min": train_cfg.get("max_minutes"), "budget_tokens": train_cfg.get("max_tokens"),
+        "max_epochs": train_cfg.get("max_epochs"), "stopped_by": train.get("stopped_by") if trained else None,
+        "concurrent": bool(job.get("concurrent_jobs"))
+        or job.get("launcher") in ("JoblibLauncher", "LocalLauncher"),
+        "shared_process": bool(job.get("earlier_jobs_in_process")), "command": job.get("command"),
+        "error": (record.get("error") or "").strip().split("\n")[0],
     }
+
+
+def device_name(record: dict) -> str | None:
+    """The GPU's name on CUDA, else the CPU's with its core count; None when not recorded."""
+    hw = record.get("hardware") or {}
+    if record.get("device") == "cuda" and hw.get("gpu"):
+        return hw["gpu"]
+    return f"{hw.get('cpu') or 'unknown CPU'} ({hw.get('cores')} cores)" if hw.get("cores") else hw.get("cpu")
 
 
 def table(records: list[dict]) -> pd.DataFrame:
     """One row per run, plus one floor row per corpus that has an exact oracle."""
     rows, floors = [], {}
     for record in records:
-        rows.append(_row(record, (record.get("metrics") or {}).get("test") or {}, record["model"]))
+        rows.append(row(record))
         floor = record.get("floor")
         if floor:
             key = (record["corpus"].get("fingerprint"), record["config"].get("protocol"))
-            floors.setdefault(key, _row(record, floor, "oracle (floor)") | {
-                "status": "ok", "valid_ppl": None, "seed": None, "params": None, "model_mb": None,
-                "peak_rss_mb": None, "train_s": None, "train_tok_s": None, "run": "-"})
-    frame = pd.DataFrame(rows + list(floors.values()))
+            floors.setdefault(key, row(record, floor) | {
+                "model": "oracle (floor)", "status": "ok", "valid_ppl": None, "seed": None, "params": None,
+                "model_mb": None, "peak_rss_mb": None, "train_s": None, "train_tok_s": None, "run": "-"})
+    frame = pd.DataFrame(rows + list(floors.values()), columns=TABLE_COLUMNS)
     if frame.empty:
         return frame
     return frame.sort_values(["corpus", "protocol", "test_ppl", "model", "seed"],
