@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -20,25 +21,24 @@ from lmbench import plots
 from lmbench.files import atomic_write_text
 from lmbench.models import COUNT_BASED
 from lmbench.report import frames, render, tables
-from lmbench.report.frames import label_runs
 from lmbench.runs.records import write_tables
 from lmbench.runs.rundir import DIAGNOSTICS, RunDir, find_runs
 
-__all__ = ["build", "label_runs", "main"]
+__all__ = ["build", "main"]
 
 
 def _tex(frame: pd.DataFrame) -> str:
     return frame.to_latex(index=False, float_format="%.4g", na_rep="--") if not frame.empty else ""
 
 
-def _diagnostics(root: Path, rundirs: list[RunDir], folder: Path) -> list[Path]:
+def _diagnostics(root: Path, rundirs: list[RunDir], label: dict[str, str], folder: Path) -> list[Path]:
     """Copies of the PNGs ``python -m lmbench.diagnose`` left beside records, and of its
     comparison plots (in ``diagnostics/`` folders of the runs' common parent)."""
     copies = []
     for run in rundirs:
         r = run.record
         for png in sorted((run.path / DIAGNOSTICS).glob("*.png")):
-            name = f"diagnostics_{run.label}_{r['corpus']['name']}_s{r['config'].get('seed')}_{png.name}"
+            name = f"diagnostics_{label[r['id']]}_{r['corpus']['name']}_s{r['config'].get('seed')}_{png.name}"
             copies.append(folder / name.replace(" ", "_").replace("/", "_"))
             copies[-1].write_bytes(png.read_bytes())
     for png in sorted(Path(root).rglob(f"{DIAGNOSTICS}/*.png")):
@@ -49,11 +49,11 @@ def _diagnostics(root: Path, rundirs: list[RunDir], folder: Path) -> list[Path]:
     return copies
 
 
-def _figures(rundirs, runs, summary, orders, groups, floor, root, folder) -> list[Path]:
-    """Draw every plot; each group gets its corpus's figures, the rest are diagnostics."""
+def _figures(*, rundirs, label, runs, summary, orders, groups, floor, root, folder) -> tuple[list, list]:
+    """Draw every plot: each group's figures (its corpus's), and the diagnostics'."""
     folder.mkdir(parents=True, exist_ok=True)
     drawn = []
-    curves = frames.histories(rundirs)
+    curves = frames.histories(rundirs, label)
     if not curves.empty:
         ok = runs[(runs.status == "ok") & runs.model.isin(COUNT_BASED) & (runs.model != "oracle")]
         flat = ok.groupby(["label", "model", "corpus"], as_index=False).valid_ppl.mean()
@@ -67,28 +67,28 @@ def _figures(rundirs, runs, summary, orders, groups, floor, root, folder) -> lis
     sizes = frames.data_size([run.record for run in rundirs])
     if not sizes.empty:
         drawn += plots.data_size(sizes, folder)
+    figures = []
     for n, group in enumerate(groups):
         first = next(g for g in groups if g.corpus == group.corpus) is group
-        if first:
-            group.figures = [f for prefix in ("tradeoffs", "curves", "datasize", "ngram") for f in drawn
-                             if f.stem == f"{prefix}_{group.corpus}"]
+        mine = [f for prefix in ("tradeoffs", "curves", "datasize", "ngram") for f in drawn
+                if f.stem == f"{prefix}_{group.corpus}"] if first else []
         if len(group.matrix) > 1:
             alone = sum(g.corpus == group.corpus for g in groups) == 1
             name = group.corpus if alone else f"{group.corpus}_{n}"
-            group.figures.insert(1 if first else 0, plots.significance(
+            mine.insert(1 if first else 0, plots.significance(
                 name, group.title, group.families, group.matrix, group.matrix_kind, folder))
-    return _diagnostics(root, rundirs, folder)
+        figures.append(mine)
+    return figures, _diagnostics(root, rundirs, label, folder)
 
 
-def _shown(rundirs, runs, summary, pair_table, published) -> tuple[pd.DataFrame, ...]:
-    """Records and frames with the experiment tag every label shares dropped (the intro names it)."""
+def _shown(label, runs, summary, pair_table, published) -> tuple:
+    """Labels and frames with the experiment tag every label shares dropped (the intro names it)."""
     if runs.empty:
-        return runs, summary, pair_table, published
+        return label, runs, summary, pair_table, published
     names, _ = plots.short_names(runs.label)
-    for run in rundirs:
-        run.label = names[run.label]
     rename = {"label": names, "model": names, "model_a": names, "model_b": names, "better": names}
-    return (runs.replace({"label": names}), summary.replace({"model": names}),
+    return ({run: names[name] for run, name in label.items()}, runs.replace({"label": names}),
+            summary.replace({"model": names}),
             pair_table.replace({k: v for k, v in rename.items() if k in pair_table}),
             published.replace({"model": names}) if not published.empty else published)
 
@@ -125,21 +125,24 @@ def build(root: Path, out: Path | None = None) -> dict:
     for note in skipped:
         print(f"skipped unreadable record {note}", file=sys.stderr)
     write_tables(out, records)
-    label_runs(rundirs)
-    runs = frames._runs(rundirs) if records else pd.DataFrame()
+    label = frames.labels(records)
+    runs = frames.runs_table(rundirs, label) if records else pd.DataFrame()
     env, warnings = frames.environment(records)
     summary = frames.summary(rundirs, runs) if records else pd.DataFrame()
-    pair_table, published = frames.pairs(rundirs), frames.published_rows(rundirs)
+    pair_table, published = frames.pairs(rundirs, label), frames.published_rows(rundirs, label)
     _write_full_precision(out, runs, summary, pair_table, published)
 
-    runs, summary, pair_table, published = _shown(rundirs, runs, summary, pair_table, published)
+    label, runs, summary, pair_table, published = _shown(label, runs, summary, pair_table, published)
     floor, budgets = frames.floors(records), frames.budgets(runs) if records else {}
     groups = tables.groups(summary, runs, pair_table, floor, budgets, published)
-    orders = frames.ngram_orders(rundirs)
-    diagnostics = _figures(rundirs, runs, summary, orders, groups, floor, root, out / "plots") \
-        if records else []
-    for group in groups if len(groups) > 1 else []:  # name the corpus in every line of its findings
-        group.findings[1:] = [f"*{group.title}*: {line}" for line in group.findings[1:]]
+    orders = frames.ngram_orders(rundirs, label)
+    if records:
+        figures, diagnostics = _figures(rundirs=rundirs, label=label, runs=runs, summary=summary,
+                                        orders=orders, groups=groups, floor=floor, root=root,
+                                        folder=out / "plots")
+        groups = [replace(group, figures=drawn) for group, drawn in zip(groups, figures)]
+    else:
+        diagnostics = []
     kinds, corpora = sorted(set(budgets.values())), sorted(set(runs.corpus)) if records else []
     report = render.Report(
         title="lmbench report" + (f": {', '.join(corpora)}" if corpora else ""),

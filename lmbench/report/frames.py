@@ -31,20 +31,20 @@ def _base_label(record: dict) -> str:
     return (row or record["model"]) + (f" [{record['experiment']}]" if record.get("experiment") else "")
 
 
-def label_runs(rundirs: list[RunDir]) -> None:
-    """Name each run by its published row or model (and experiment); variants get a config hash."""
-    names = {}
-    for run in rundirs:
-        names.setdefault((run.record["corpus"]["name"], _base_label(run.record)), set()).add(
-            _variant(run.record))
-    for run in rundirs:
-        base = _base_label(run.record)
-        several = len(names[(run.record["corpus"]["name"], base)]) > 1
-        run.label = f"{base} #{_variant(run.record)}" if several else base
+def labels(records: list[dict]) -> dict[str, str]:
+    """Each run's name in tables and figures, by run id: its published row or model (and experiment);
+    variants of one name get a config hash."""
+    variants = {}
+    for r in records:
+        variants.setdefault((r["corpus"]["name"], _base_label(r)), set()).add(_variant(r))
+    several = {key for key, found in variants.items() if len(found) > 1}
+    return {r["id"]: _base_label(r) + (f" #{_variant(r)}" if (r["corpus"]["name"], _base_label(r)) in several
+                                       else "") for r in records}
 
 
-def _runs(rundirs: list[RunDir]) -> pd.DataFrame:
-    rows = [{"label": run.label, **records.row(run.record), "log": str(run.log_path() or "")}
+def runs_table(rundirs: list[RunDir], label: dict[str, str]) -> pd.DataFrame:
+    """One row per run (``records.row``), with its label and log."""
+    rows = [{"label": label[run.record["id"]], **records.row(run.record), "log": str(run.log_path() or "")}
             for run in rundirs]
     return pd.DataFrame(rows).sort_values(["corpus", "label", "seed", "run"], kind="stable",
                                           ignore_index=True)
@@ -56,17 +56,15 @@ def summary(rundirs: list[RunDir], runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     frame = runs[runs.status == "ok"]
     for key, group in frame.groupby(["label", *GROUP], sort=True):
-        label, corpus, protocol, fingerprint = key
-        members = [run for run in ok if run.label == label and run.record["corpus"]["name"] == corpus
-                   and run.record["config"].get("protocol") == protocol
-                   and (run.record["corpus"].get("fingerprint") or "")[:12] == fingerprint]
+        name, corpus, protocol, fingerprint = key
+        members = [run for run in ok if run.record["id"] in set(group.run)]
         losses = [x for x in (run.test_losses() for run in members) if x is not None]
         low = high = np.nan
         if losses and len({len(x) for x in losses}) == 1:
             lo, hi = bootstrap_mean_ci(np.mean(losses, axis=0), BOOTSTRAP_SAMPLES, 0)
             low, high = np.exp(lo), np.exp(hi)
         rows.append({
-            "model": label, "corpus": corpus, "protocol": protocol, "fingerprint": fingerprint,
+            "model": name, "corpus": corpus, "protocol": protocol, "fingerprint": fingerprint,
             "seeds": len(group), "test_ppl": group.test_ppl.mean(),
             "test_ppl_sd": group.test_ppl.std(ddof=1) if len(group) > 1 else 0.0,
             "ci_lo": low, "ci_hi": high, "test_bpc": group.test_bpc.mean(),
@@ -79,7 +77,7 @@ def summary(rundirs: list[RunDir], runs: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["corpus", "protocol", "test_ppl"]).reset_index(drop=True) if rows else table
 
 
-def pairs(rundirs: list[RunDir]) -> pd.DataFrame:
+def pairs(rundirs: list[RunDir], label: dict[str, str]) -> pd.DataFrame:
     """Paired bootstrap on per-token test losses for every pair of models scored on the same tokens."""
     averaged = {}
     for run in rundirs:
@@ -88,7 +86,7 @@ def pairs(rundirs: list[RunDir]) -> pd.DataFrame:
         if losses is None:
             continue
         key = (r["corpus"]["name"], r["config"].get("protocol"), r["corpus"]["fingerprint"][:12])
-        averaged.setdefault(key, {}).setdefault(run.label, []).append(losses)
+        averaged.setdefault(key, {}).setdefault(label[r["id"]], []).append(losses)
     rows = []
     for (corpus, protocol, fingerprint), by_label in sorted(averaged.items()):
         means = {label: np.mean(x, axis=0) for label, x in sorted(by_label.items())}
@@ -100,7 +98,7 @@ def pairs(rundirs: list[RunDir]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def histories(rundirs: list[RunDir]) -> pd.DataFrame:
+def histories(rundirs: list[RunDir], label: dict[str, str]) -> pd.DataFrame:
     """Validation perplexity per epoch, with the cumulative training tokens and the cumulative
     training + validation wall time."""
     rows = []
@@ -112,8 +110,8 @@ def histories(rundirs: list[RunDir]) -> pd.DataFrame:
             seconds = point.get("train_seconds") or 0.0
             elapsed += seconds + (point.get("valid_seconds") or 0.0)
             tokens += point["tokens_per_s"] * seconds if point.get("tokens_per_s") else per_epoch
-            if point.get("valid_ppl") is not None:
-                rows.append({"label": run.label, "model": r["model"], "corpus": r["corpus"]["name"],
+            if point.get("valid_ppl") is not None and np.isfinite(point["valid_ppl"]):  # diverged: no point
+                rows.append({"label": label[r["id"]], "model": r["model"], "corpus": r["corpus"]["name"],
                              "seed": r["config"].get("seed"), "epoch": point.get("epoch"),
                              "tokens": tokens, "seconds": elapsed, "valid_ppl": point["valid_ppl"]})
     return pd.DataFrame(rows)
@@ -132,7 +130,7 @@ def data_size(records: list[dict]) -> pd.DataFrame:
     return frame[frame.corpus.isin(sizes[sizes > 1].index)].reset_index(drop=True)
 
 
-def ngram_orders(rundirs: list[RunDir]) -> pd.DataFrame:
+def ngram_orders(rundirs: list[RunDir], label: dict[str, str]) -> pd.DataFrame:
     rows = []
     for run in rundirs:
         r = run.record
@@ -141,19 +139,19 @@ def ngram_orders(rundirs: list[RunDir]) -> pd.DataFrame:
         total = 0.0
         for level in sorted(orders, key=lambda o: o["order"]):
             total += level.get("bytes", 0) / 2**20
-            rows.append({"label": run.label, "model": r["model"], "corpus": r["corpus"]["name"],
+            rows.append({"label": label[r["id"]], "model": r["model"], "corpus": r["corpus"]["name"],
                          "order": level["order"], "ngrams": level.get("ngrams"), "cumulative_mb": total,
                          "test_unseen_fraction": unseen[level["order"] - 1]})
     return pd.DataFrame(rows)
 
 
-def published_rows(rundirs: list[RunDir]) -> pd.DataFrame:
+def published_rows(rundirs: list[RunDir], label: dict[str, str]) -> pd.DataFrame:
     """Per model × corpus with a published figure: ours (averaged over seeds) against it."""
     members = {}
     for run in rundirs:
         r = run.record
         if r["status"] == "ok" and published.comparison(r) is not None:
-            members.setdefault((run.label, r["corpus"]["name"]), []).append(r)
+            members.setdefault((label[r["id"]], r["corpus"]["name"]), []).append(r)
     rows = []
     for (label, corpus), runs in sorted(members.items()):
         found = [r.get("metrics") or {} for r in runs]

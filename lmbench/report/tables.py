@@ -5,7 +5,7 @@ The CSV and LaTeX tables keep full precision; they are written from ``frames``, 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -293,7 +293,8 @@ def _pair(pair_rows: pd.DataFrame, a: str, b: str) -> dict | None:
 
 def groups(summary: pd.DataFrame, runs: pd.DataFrame, pair_table: pd.DataFrame, floors: dict,
            budgets: dict, published: pd.DataFrame) -> list[Group]:
-    """One group per corpus (split further by protocol or corpus fingerprint where they differ)."""
+    """One group per corpus (split further by protocol or corpus fingerprint where they differ), each
+    complete but for its figures; with several groups every finding after the first names its group."""
     found = []
     if summary.empty:
         return found
@@ -316,8 +317,10 @@ def groups(summary: pd.DataFrame, runs: pd.DataFrame, pair_table: pd.DataFrame, 
         level = runs[runs.corpus == corpus].level.iloc[0]
         group = Group(corpus, protocol, fingerprint, title, level, budgets.get(corpus, ""),
                       leaderboard(rows, runs, mine), families, *matrix(order, pair_rows))
-        group.findings = findings(group, rows, pair_rows, floors.get(corpus), mine)
-        found.append(group)
+        lines = findings(group, rows, pair_rows, floors.get(corpus), mine)
+        if len(keys) > 1:
+            lines = lines[:1] + [f"*{title}*: {line}" for line in lines[1:]]
+        found.append(replace(group, findings=lines))
     return found
 
 

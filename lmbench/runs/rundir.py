@@ -33,7 +33,6 @@ class RunDir:
     def __init__(self, path) -> None:
         self.path = Path(path)
         self.record_path = self.path / RECORD
-        self._label: str | None = None
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -54,13 +53,8 @@ class RunDir:
 
     @property
     def label(self) -> str:
-        """How tables and figures name the run: set by the report (see ``report.frames.label_runs``),
-        else its family and seed."""
-        return self._label or f"{self.family} s{self.config.seed}"
-
-    @label.setter
-    def label(self, value: str) -> None:
-        self._label = value
+        """The run's own name, its family and seed (the report names runs in its own column)."""
+        return f"{self.family} s{self.config.seed}"
 
     @property
     def finished(self) -> bool:
