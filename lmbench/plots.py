@@ -66,6 +66,8 @@ def _log_axis(axis, unit: str = "") -> None:
     decade as its span leaves room for. Call it once the axis limits are set."""
     ax = axis.axes
     low, high = ax.get_xlim() if axis is ax.xaxis else ax.get_ylim()
+    if not 0 < low < high < math.inf:  # nothing finite drawn on it: matplotlib's own ticks
+        return
     decades = math.log10(high / low)
     subs = (tuple(range(1, 10)) if decades < 0.6 else (1, 2, 3, 5) if decades < 1.2
             else (1, 2, 5) if decades < 2.5 else (1,))

@@ -136,6 +136,29 @@ def test_an_exploding_run_is_diverged_and_a_single_run_exits_non_zero(tmp_path):
     assert "the run diverged" in done.stderr
 
 
+@pytest.mark.slow
+def test_a_sweep_in_which_every_job_diverged_exits_non_zero_with_its_report(tmp_path):
+    done = lmbench(tmp_path, "-m", "model=rnn", "seed=0,1", "model.emb_size=32", "model.hidden_size=32",
+                   "train.optimizer=sgd", "train.lr=1000", "train.clip=0", *TINY)
+    assert done.returncode == 1 and "0 failed, 2 diverged of 2 jobs" in done.stderr
+    (sweep,) = (tmp_path / "results" / "sweeps").iterdir()
+    assert (sweep / "report.html").exists() and "diverged: rnn seed 1" in done.stdout
+
+
+def test_a_sweep_whose_report_cannot_be_built_still_fails_and_says_so(tmp_path, monkeypatch, caplog):
+    from omegaconf import OmegaConf
+
+    from lmbench import report
+    from lmbench.runs.callbacks import SweepSummary
+
+    monkeypatch.setattr(report, "build", lambda folder: 1 / 0)
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}, "results_dir": str(tmp_path)})
+    with pytest.raises(SystemExit) as exit_status:
+        SweepSummary().on_multirun_end(config)
+    assert exit_status.value.code == 1
+    assert "could not be built (ZeroDivisionError" in caplog.text
+
+
 def test_a_valid_perplexity_above_the_vocabulary_is_diverged():
     from lmbench.runs.run import diverged
 
