@@ -169,6 +169,8 @@ def test_a_valid_perplexity_above_the_vocabulary_is_diverged():
     assert diverged({"metrics": {"valid": {"ppl": 10_100.0}}}, trained, 10_000) is None  # barely trained
     assert diverged(record, {}, 10_000) is None  # a count-based model is not trained: it cannot diverge
     assert "non-finite at step 7" in diverged(record, {"diverged_step": 7}, 10_000)
+    worse_on_test = {"metrics": {"valid": {"ppl": 120.0}, "test": {"ppl": 3e4}}}
+    assert "test perplexity 3e+04 is above 2x" in diverged(worse_on_test, trained, 10_000)
 
 
 @pytest.mark.slow

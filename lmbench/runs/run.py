@@ -103,15 +103,16 @@ DIVERGED_FACTOR = 2  # an untrained network sits near the uniform guess; twice i
 
 
 def diverged(record: dict, train_stats: dict, vocab_size: int) -> str | None:
-    """Why a trained model's run did not train: a loss that turned non-finite, or a validation
+    """Why a trained model's run did not train: a loss that turned non-finite, or a validation or test
     perplexity far above the vocabulary size (worse than guessing uniformly), or None. (A
     count-based model can land above it honestly, when valid text differs from train.)"""
     if train_stats.get("diverged_step") is not None:
         return f"the training loss became non-finite at step {train_stats['diverged_step']}"
-    valid = record["metrics"]["valid"]["ppl"]
-    if "steps" in train_stats and valid > DIVERGED_FACTOR * vocab_size:
-        return (f"validation perplexity {valid:.4g} is above {DIVERGED_FACTOR}x the vocabulary size "
-                f"{vocab_size}: far worse than a uniform guess (a learning rate too high?)")
+    for split, name in (("valid", "validation"), ("test", "test")):
+        ppl = (record["metrics"].get(split) or {}).get("ppl", 0.0)
+        if "steps" in train_stats and ppl > DIVERGED_FACTOR * vocab_size:
+            return (f"{name} perplexity {ppl:.4g} is above {DIVERGED_FACTOR}x the vocabulary size "
+                    f"{vocab_size}: far worse than a uniform guess (a learning rate too high?)")
     return None
 
 
