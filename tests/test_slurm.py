@@ -33,7 +33,9 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow,
 
 # 30 epochs of ~0.5 s: a job cancelled after its first one is still training when SLURM kills it
 # (5-7 s after scancel: submitit ignores the SIGTERM, slurmd sends SIGKILL at least 5 s later)
-JOB = [*SYNTHETIC_20K, "corpus.train_tokens=10000", "train.max_epochs=30", "train.patience=0"]
+# long enough that a job cancelled after its first epoch is still training when SLURM kills it:
+# submitit ignores scancel's SIGTERM, and slurmd sends SIGKILL only KillWait (>= 5 s) later
+JOB = [*SYNTHETIC_20K, "train.max_epochs=60", "train.patience=0"]
 SWEEP = ["-m", "hydra/launcher=slurm", "model=lstm,gru", "seed=0,1", *JOB]
 
 
