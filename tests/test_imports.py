@@ -21,7 +21,7 @@ def import_graph() -> dict[str, set[str]]:
     """Each module of the package, with the package's modules it imports anywhere in its code."""
     files = module_files()
 
-    def module_of(name: str) -> str | None:  # "lmbench.models.register" -> "lmbench.models"
+    def module_of(name: str) -> str | None:  # "lmbench.models.build" -> "lmbench.models"
         while name and name not in files:
             name = name.rpartition(".")[0]
         return name or None

@@ -61,7 +61,7 @@ class FNNNet(nn.Module):
         return torch.cat([h, x], -1), torch.cat([weight, self.direct.weight], 1)
 
 
-class FNN(NeuralModel):  # model=fnn, registered with its schema in lmbench/models/configs.py
+class FNN(NeuralModel):  # model=fnn: a row of lmbench.models.MODELS, its schema in models/configs.py
     def check(self, cfg, corpus) -> None:
         if cfg.order > len(corpus.train):
             raise UserError(f"model.order={cfg.order} is larger than the train split "

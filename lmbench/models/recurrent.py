@@ -115,7 +115,7 @@ class Recurrent(NeuralModel):
         return torch.log_softmax(logits[-1, 0].float(), -1).cpu().numpy(), state
 
 
-# the factories lmbench/models/configs.py registers, with their schemas, as model=rnn|lstm|gru
+# the factories of model=rnn|lstm|gru (rows of lmbench.models.MODELS; their schemas in models/configs.py)
 def make_rnn(cfg, corpus):
     return Recurrent("rnn", cfg, corpus)
 

@@ -74,7 +74,7 @@ class GPT(nn.Module):
         return F.linear(self.features(x), self.decoder_weight())  # (B, T, V): the token after each
 
 
-class Transformer(NeuralModel):  # model=transformer, registered in lmbench/models/configs.py
+class Transformer(NeuralModel):  # model=transformer: a row of lmbench.models.MODELS
     def check(self, cfg, corpus) -> None:
         if cfg.d_model % cfg.heads:
             raise UserError(f"model.d_model={cfg.d_model} must be a multiple of model.heads={cfg.heads}.")
