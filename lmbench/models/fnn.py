@@ -66,9 +66,6 @@ class FNN(NeuralModel):  # model=fnn: a row of lmbench.models.MODELS, its schema
         if cfg.order > len(corpus.train):
             raise UserError(f"model.order={cfg.order} is larger than the train split "
                             f"({len(corpus.train)} tokens).")
-        if cfg.tie_weights and cfg.emb_size != cfg.hidden_size:
-            raise UserError(f"model.tie_weights=true needs emb_size == hidden_size, got "
-                            f"{cfg.emb_size} and {cfg.hidden_size}.")
 
     def build(self, cfg, corpus) -> nn.Module:
         self.context = cfg.order - 1

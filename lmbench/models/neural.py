@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmbench.corpora import Corpus
+from lmbench.errors import UserError
 from lmbench.hardware import freed_memory
 from lmbench.models.base import FitSettings
 from lmbench.models.fused_loss import LinearCrossEntropy
@@ -44,6 +45,9 @@ class NeuralModel:
         self.cfg = cfg
         self.vocab_size = len(corpus.vocab)
         self.device = torch.device("cpu")
+        if cfg.get("tie_weights") and cfg.emb_size != cfg.hidden_size:  # a decoder sharing the embeddings
+            raise UserError(f"model.tie_weights=true needs emb_size == hidden_size, got "
+                            f"{cfg.emb_size} and {cfg.hidden_size}.")
         self.check(cfg, corpus)
         self.net: nn.Module = self.build(cfg, corpus)
 

@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmbench.errors import UserError
 from lmbench.models.neural import NeuralModel
 
 EVAL_TOKENS = 4096  # tokens per scoring forward pass (bounds the logits' memory)
@@ -67,11 +66,6 @@ class Recurrent(NeuralModel):
     def __init__(self, cell: str, cfg, corpus):
         self.cell = cell
         super().__init__(cfg, corpus)
-
-    def check(self, cfg, corpus) -> None:
-        if cfg.tie_weights and cfg.emb_size != cfg.hidden_size:
-            raise UserError(f"model.tie_weights=true needs emb_size == hidden_size, got "
-                            f"{cfg.emb_size} and {cfg.hidden_size}.")
 
     def build(self, cfg, corpus) -> nn.Module:
         line_end = corpus.line_end

@@ -249,8 +249,9 @@ def finish(job: Job, record: dict, model, concurrent: int, earlier_jobs: int) ->
 
 
 def run(cfg, run_dir: Path, facts: dict | None = None) -> dict:
-    """Run one job and write its record; returns it. ``facts`` are launcher facts (command,
-    launcher, sweep). User errors raise before anything is written; any other failure still writes
+    """Run one job of a config ``config.validate`` has passed (the app's preflight or ``main``; a
+    caller of its own validates first) and write its record; returns it. ``facts`` are launcher facts
+    (command, launcher, sweep). User errors raise before anything is written; any other failure still writes
     a record with status ``failed`` and the error. An identical finished job is skipped (its record
     returned, ``skipped`` naming its folder) unless ``force=true``; a killed identical job is resumed."""
     job = prepare(cfg, run_dir, facts)
