@@ -144,3 +144,22 @@ def test_a_killed_sweep_job_marked_failed_resumes_in_its_own_folder(tmp_path, re
     assert record["metrics"]["test"]["ppl"] == reference["test"]["ppl"]
     # its training time counts the killed process's epochs too, not only the last one's
     assert record["timing"]["train_seconds"] >= record["train"]["train_seconds"] > 0
+
+
+def test_a_damaged_checkpoint_is_refused_on_resume_not_trusted(tmp_path):
+    """64 zeroed bytes in a killed run's checkpoint: resuming it exits 1 with one paragraph saying the
+    checkpoint is damaged and what to do, instead of training on from it to other metrics."""
+    run_dir = tmp_path / "run"
+    killed = _run(tmp_path, "-c", KILLER, "checkpoint.pt", "2", "after", also=[f"hydra.run.dir={run_dir}"])
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    path = run_dir / checkpoint.CHECKPOINT
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 64] = bytes(64)
+    path.write_bytes(data)
+    resumed = _run(tmp_path, "-m", "lmbench", also=["train.resume=true", f"hydra.run.dir={run_dir}"])
+    assert resumed.returncode == 1, resumed.stderr
+    assert "Traceback" not in resumed.stderr
+    error = resumed.stderr[resumed.stderr.index("Error: "):].strip()
+    assert "\n" not in error and "damaged" in error and str(path) in error and "Delete it" in error
+    assert not _ok_records(tmp_path)
+    assert path.read_bytes() == data  # left as it was, for the user to inspect or delete

@@ -231,17 +231,26 @@ def _save_prepared(path: Path, corpus: Corpus) -> None:
                  binary=True)  # straight to the file: no in-memory copy of the splits
 
 
-def _load_prepared(path: Path) -> Corpus | None:
+def _load_prepared(path: Path, fingerprint: str) -> Corpus | None:
+    """The cached corpus of ``fingerprint``, or None: an entry that is corrupt (a member fails its CRC)
+    or was built for another fingerprint (its header says which) is rebuilt, never trusted."""
+    if not path.is_file():
+        return None
     try:
         with np.load(path, allow_pickle=False) as data:
             header = json.loads(str(data["header"]))
             if sorted(data.files) != sorted(["itos", "header", *SPLITS]):
-                return None
+                raise ValueError(f"members {sorted(data.files)}")
+            if header["fingerprint"] != fingerprint:
+                raise ValueError(f"built for fingerprint {header['fingerprint'][:16]}")
             itos = [str(s) for s in data["itos"]]
         with zipfile.ZipFile(path) as archive:  # splits are read later: check every member's CRC now
-            if archive.testzip() is not None:
-                return None
-    except Exception:  # an unreadable cache entry is rebuilt, never trusted
+            bad = archive.testzip()
+            if bad is not None:
+                raise ValueError(f"{bad} fails its CRC")
+    except Exception as exc:
+        log.warning("The prepared corpus cache %s is unreadable or not this corpus's (%s: %s); preparing "
+                    "the corpus again.", path, type(exc).__name__, exc)
         return None
     return Corpus(header["name"], header["level"], Vocab(itos), Prepared(path), header["chars"],
                   header["fingerprint"], header["meta"])
@@ -255,7 +264,7 @@ def load_corpus(cfg) -> Corpus:
     level = str(cfg.level)
     fingerprint = _fingerprint(cfg, LOADERS[cfg.loader].hashes(cfg))
     path = _prepared_path(cfg.name, fingerprint)
-    cached = _load_prepared(path)
+    cached = _load_prepared(path, fingerprint)
     if cached is not None:
         return cached
     raw = read(cfg)

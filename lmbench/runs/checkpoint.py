@@ -1,12 +1,15 @@
-"""Training checkpoints: written atomically, read with ``weights_only=True``, refused when they belong
-to another model, vocabulary or config.
+"""Training checkpoints: written atomically with a sha256 of their bytes, read with ``weights_only=True``,
+refused when damaged or when they belong to another model, vocabulary or config.
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts (all that
-``weights_only`` loading admits) with a ``meta`` entry saying what produced it.
+``weights_only`` loading admits) with a ``meta`` entry saying what produced it. On disk it is one
+header line, ``lmbench-checkpoint sha256=<hex>``, then the ``torch.save`` bytes that digest covers.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -17,6 +20,7 @@ from lmbench.files import atomic_write
 CHECKPOINT = "checkpoint.pt"  # the latest epoch: everything a resume needs
 BEST = "checkpoint_best.pt"  # the weights with the best validation perplexity (scored on test, sampled from)
 BUDGET_KEYS = ("max_epochs", "max_tokens", "max_minutes", "patience", "resume")  # may change on resume
+MAGIC = b"lmbench-checkpoint sha256="  # starts the header line: the digest of the bytes after it
 
 
 def meta(model, corpus, settings) -> dict:
@@ -40,20 +44,34 @@ def refuse_existing(path: Path) -> None:
 
 
 def save(payload: dict, path: Path) -> None:
-    """Write atomically (a temporary file and a rename); a full disk keeps the previous one."""
+    """Write the header and the bytes in one atomic write (a temporary file and a rename), so the digest
+    always travels with its data; a full disk is a ``UserError`` that keeps the previous checkpoint."""
     import torch  # here, not at the top: lmbench.runs.jobs imports this module for count-based runs too
 
-    atomic_write(path, lambda f: torch.save(payload, f), binary=True)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    data = buffer.getvalue()
+    atomic_write(path, lambda f: f.write(MAGIC + hashlib.sha256(data).hexdigest().encode() + b"\n" + data),
+                 binary=True)
 
 
 def load(path: Path, expected: dict | None = None, device="cpu") -> dict:
-    """Read a checkpoint; a missing, corrupt or mismatched one is a ``UserError``."""
+    """Read a checkpoint; a missing, damaged, corrupt or mismatched one is a ``UserError``. A file
+    without the header (written before checkpoints carried a digest) is read as it is, unverified."""
     import torch
 
     if not path.is_file():
         raise UserError(f"No checkpoint at {path}; nothing to resume or load.")
+    data = path.read_bytes()
+    if data.startswith(MAGIC):
+        digest, _, data = data[len(MAGIC):].partition(b"\n")
+        if hashlib.sha256(data).hexdigest().encode() != digest:
+            raise UserError(f"Checkpoint {path} is damaged (corrupt): its bytes no longer match the sha256 "
+                            "digest saved with it (a disk or copy error, or an edit), so it cannot be "
+                            f"trusted. Delete it, or its whole run folder {path.parent}, and run again to "
+                            "start the run over; the epochs it held cannot be recovered.")
     try:
-        payload = torch.load(path, map_location=device, weights_only=True)
+        payload = torch.load(io.BytesIO(data), map_location=device, weights_only=True)
     except Exception as exc:  # truncated, not a torch file, or holding non-tensor objects
         raise UserError(f"Checkpoint {path} is corrupt or unreadable ({type(exc).__name__}: {exc}).") \
             from exc

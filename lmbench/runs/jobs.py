@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from lmbench.errors import UserError
 from lmbench.files import atomic_copy
-from lmbench.runs.checkpoint import CHECKPOINT
+from lmbench.runs.checkpoint import CHECKPOINT, load
 from lmbench.runs.rundir import RunDir, run_dirs
 
 IGNORED_KEYS = ("results_dir", "force")  # where results go and whether to redo them: not the job
@@ -66,6 +66,7 @@ def adopt_partial(results_dir: Path, cfg_hash: str, fingerprint: str, run_dir: P
     if not partial:
         return None
     latest = max(partial, key=lambda run: (run.path / CHECKPOINT).stat().st_mtime)
+    load(latest.path / CHECKPOINT)  # a damaged one is refused where it lies, not copied on
     for checkpoint in latest.checkpoints():
         atomic_copy(checkpoint, run_dir / checkpoint.name)
     return latest.path
