@@ -47,6 +47,7 @@ FLOAT32_MAX = 3.4028234663852886e38  # every number may end up in a float32 tens
 MAX_SIZE = 2**31 - 1  # any size past this overflows index arithmetic long before memory runs out
 MAX_SYNTHETIC_TOKENS = 10**8  # the generator draws ~10^5 tokens/s: beyond this a split takes hours
 MAX_SYNTHETIC_WORDS = 10**6  # distinct pseudo-words are drawn by rejection: ~20 s for this many
+MAX_SYNTHETIC_CLASSES = 4_000  # two (classes + 1) x classes transition matrices, and O(classes^2) a token
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,23 @@ DROPOUT = Rule(lambda v: 0 <= v < 1, "in [0, 1)", (-0.5, 1.0))
 ADD_K = Rule(lambda v: v >= 0, ">= 0 (0 is maximum likelihood)", (-1.0,))
 FRACTIONS = Rule(lambda v: len(v) == 3 and all(0 < f < 1 for f in v) and abs(sum(v) - 1) < 1e-6,
                  "three positive numbers summing to 1", ([0.5, 0.5], [0.0, 0.5, 0.5], [0.5, 0.3, 0.3]))
+
+
+def _decodes(handler: str) -> bool:
+    """Whether an error handler can decode (xmlcharrefreplace and namereplace only encode); an unknown
+    name passes, for ``validate`` to call it a typo."""
+    try:
+        b"\xff".decode("ascii", handler)
+    except TypeError:
+        return False
+    except (LookupError, UnicodeDecodeError):
+        pass
+    return True
+
+
+DECODING_ERRORS = Rule(_decodes, "a handler that decodes: strict, replace, ignore, backslashreplace or "
+                       "surrogateescape (xmlcharrefreplace and namereplace only encode)",
+                       ("xmlcharrefreplace", "namereplace"))
 
 
 # ---------------------------------------------------------------- corpora
@@ -144,7 +162,7 @@ class UserFileCorpusConfig(CorpusConfig):
     path: str = MISSING
     fractions: list[float] = option(rule=FRACTIONS, factory=lambda: [0.9, 0.05, 0.05])
     encoding: str = "utf-8"
-    errors: str = "strict"
+    errors: str = option("strict", DECODING_ERRORS)
     max_unpacked_mb: int = option(2048, size(1, 2**40))  # cap on what a zip/tar corpus may unpack to
 
 
@@ -158,7 +176,7 @@ class SyntheticCorpusConfig(CorpusConfig):
     valid_tokens: int = option(20_000, size(1, MAX_SYNTHETIC_TOKENS))
     test_tokens: int = option(20_000, size(1, MAX_SYNTHETIC_TOKENS))
     num_words: int = option(1_000, size(1, MAX_SYNTHETIC_WORDS))  # lexicon size, split across word classes
-    num_classes: int = option(8, size())
+    num_classes: int = option(8, size(1, MAX_SYNTHETIC_CLASSES))
     num_delimiters: int = option(4, size(0, 8))  # typed opener/closer pairs
     # mean tokens from an opener to its closer
     mean_distance: float = option(20.0, Rule(lambda v: v >= 1, "at least 1 (a closer's hazard is "

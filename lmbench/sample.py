@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"--length={args.length}, --temperature={args.temperature}, --top-k="
                             f"{args.top_k}: the length and temperature must be finite numbers >= 0 and "
                             "--top-k at least 1 (above the vocabulary it keeps every token).")
+        if args.seed < 0:
+            raise UserError(f"--seed={args.seed} is out of range: it must be an integer >= 0 (numpy's "
+                            "generators take no negative seed).")
         run = RunDir.open(args.run_dir)
         model, corpus = run.model(), run.corpus
         prompt = encode_prompt(corpus, args.prompt)

@@ -10,9 +10,11 @@ def draw(log_p: np.ndarray, temperature: float, top_k: int | None, rng: np.rando
     ``top_k`` most likely ids if given. T=0 means greedy."""
     if temperature <= 0:
         return int(np.argmax(log_p))
-    logits = np.asarray(log_p, dtype=np.float64) / temperature
+    log_p = np.asarray(log_p, dtype=np.float64)
+    with np.errstate(over="ignore"):  # a tiny T sends every non-maximum logit to -inf: greedy, as it should
+        logits = (log_p - log_p.max()) / temperature
     if top_k and top_k < len(logits):  # a k above the vocabulary keeps every token
         cutoff = np.partition(logits, -top_k)[-top_k]
         logits = np.where(logits >= cutoff, logits, -np.inf)
-    p = np.exp(logits - logits.max())
+    p = np.exp(logits)
     return int(rng.choice(len(p), p=p / p.sum()))

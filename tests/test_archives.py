@@ -73,3 +73,24 @@ def test_a_corrupt_archive_is_a_clear_error(tmp_path):
     archive.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(CorpusError, match="not a readable archive"):
         _load(archive)
+
+
+def test_a_macos_finder_zip_loads_without_its_metadata(tmp_path, isolated_cache):
+    archive = tmp_path / "corpus.zip"
+    with zipfile.ZipFile(archive, "w") as zf:  # what Finder's "Compress" writes beside the folder
+        for split in ("train", "valid", "test"):
+            zf.writestr(f"mycorpus/{split}.txt", TEXT)
+            zf.writestr(f"__MACOSX/mycorpus/._{split}.txt", b"\x00\x05\x16\x07 AppleDouble")
+        zf.writestr("mycorpus/._train.txt", b"\x00\x05\x16\x07 AppleDouble")
+    corpus = _load(archive)
+    assert corpus.vocab.decode(corpus.test[:3]) == ["the", "cat", "sat"]
+    assert not list((isolated_cache / "unpacked").rglob("*MACOSX*"))
+    assert not list((isolated_cache / "unpacked").rglob("._*"))
+
+
+def test_a_macos_zip_of_one_file_is_cut_by_fractions(tmp_path):
+    archive = tmp_path / "book.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("book.txt", TEXT)
+        zf.writestr("__MACOSX/._book.txt", b"\x00\x05\x16\x07 AppleDouble")
+    assert len(_load(archive).train) > 0

@@ -11,10 +11,10 @@ from conftest import needs_shared
 from omegaconf import OmegaConf
 
 from lmbench.compose import compose
-from lmbench.config import SourceFile
+from lmbench.config import SourceFile, validate
 from lmbench.corpora import EOS, UNK, load_corpus
 from lmbench.corpora.fetch import fetch
-from lmbench.errors import ChecksumError, CorpusError
+from lmbench.errors import ChecksumError, CorpusError, UserError
 
 
 @needs_shared("ptb/ptb.train.txt")
@@ -92,6 +92,20 @@ def test_a_corrupt_prepared_split_is_rebuilt_not_read(tiny_text_dir, isolated_ca
     path.write_bytes(bytes(data))
     again = load_corpus(cfg)
     assert all(np.array_equal(again.splits[s], first.splits[s]) for s in first.splits)
+
+
+def test_a_cache_entry_of_another_fingerprint_is_rebuilt_not_trusted(tiny_text_dir, isolated_cache, caplog):
+    chars = load_corpus(compose("corpus=file", f"corpus.path={tiny_text_dir}").corpus)
+    words_cfg = compose("corpus=file", f"corpus.path={tiny_text_dir}", "corpus.level=word").corpus
+    words = load_corpus(words_cfg)
+    prepared = isolated_cache / "prepared"
+    (words_path,) = prepared.glob(f"*-{words.fingerprint[:16]}.npz")
+    words_path.write_bytes(next(prepared.glob(f"*-{chars.fingerprint[:16]}.npz")).read_bytes())
+    again = load_corpus(words_cfg)  # whole, every CRC right, but built for the char corpus
+    assert f"built for fingerprint {chars.fingerprint[:16]}" in caplog.text
+    assert again.fingerprint == words.fingerprint and again.vocab.itos == words.vocab.itos
+    assert all(np.array_equal(again.splits[s], words.splits[s]) for s in words.splits)
+    assert load_corpus(words_cfg).vocab.itos == words.vocab.itos  # the entry was rewritten, now trusted
 
 
 def test_changed_source_text_changes_the_fingerprint(tiny_text_dir):
@@ -189,3 +203,53 @@ def test_a_split_with_no_token_in_common_with_train_is_an_error(tiny_text_dir):
     (tiny_text_dir / "valid.txt").write_text("ЖЖЖ ЩЩЩ\n")
     with pytest.raises(CorpusError, match="no token of the valid split occurs in the training"):
         load_corpus(compose("corpus=file", f"corpus.path={tiny_text_dir}").corpus)
+
+
+def test_a_mirror_entry_that_is_a_folder_is_a_clear_error(tmp_path, monkeypatch, isolated_cache):
+    mirror = tmp_path / "mirror"
+    (mirror / "demo" / "a.txt").mkdir(parents=True)
+    monkeypatch.setenv("LMBENCH_MIRROR", str(mirror))
+    with pytest.raises(CorpusError, match=r"mirror file demo/a.txt .* cannot be read \(Is a directory\)"):
+        fetch(_spec("demo/a.txt", b"hello\n"), "demo")
+    assert not (isolated_cache / "demo").exists()
+
+
+def test_a_cache_entry_that_is_a_folder_is_a_clear_error(isolated_cache):
+    (isolated_cache / "demo" / "a.txt").mkdir(parents=True)
+    with pytest.raises(CorpusError, match=r"cached file demo/a.txt .* cannot be read \(Is a directory\)"):
+        fetch(_spec("demo/a.txt", b"hello\n"), "demo")
+
+
+@pytest.mark.parametrize("handler", ["xmlcharrefreplace", "namereplace"])
+def test_an_encode_only_errors_handler_is_refused_before_reading(tiny_text_dir, handler):
+    with pytest.raises(UserError, match=f"corpus.errors={handler} is out of range: it must be a handler "
+                                        "that decodes"):
+        validate(compose("corpus=file", f"corpus.path={tiny_text_dir}", f"corpus.errors={handler}"))
+
+
+@pytest.mark.parametrize("handler, word", [("backslashreplace", "caf\\xe9"), ("surrogateescape", "caf\udce9"),
+                                           ("replace", "caf\ufffd"), ("ignore", "caf")])
+def test_every_decoding_errors_handler_reads_a_bad_byte(tiny_text_dir, handler, word):
+    (tiny_text_dir / "train.txt").write_bytes(b"caf\xe9 hello\n" + (tiny_text_dir / "valid.txt").read_bytes())
+    cfg = compose("corpus=file", f"corpus.path={tiny_text_dir}", "corpus.level=word",
+                  f"corpus.errors={handler}")
+    validate(cfg)
+    assert word in load_corpus(cfg.corpus).vocab.stoi
+
+
+@pytest.mark.parametrize("encoding", ["utf-32", "utf-32-le", "utf-32-be"])
+def test_utf32_text_is_named_utf32_and_reads_with_that_encoding(tmp_path, encoding):
+    path = tmp_path / "text.txt"
+    path.write_bytes(("the cat sat\n" * 200).encode(encoding))
+    overrides = ["corpus=file", f"corpus.path={path}", "corpus.level=word"]
+    with pytest.raises(CorpusError, match="looks like UTF-32 text.*set corpus.encoding=utf-32 "):
+        load_corpus(compose(*overrides).corpus)
+    corpus = load_corpus(compose(*overrides, f"corpus.encoding={encoding}").corpus)
+    assert corpus.vocab.itos[2:] == ["cat", "sat", "the"]
+
+
+def test_utf32_text_read_as_utf16_is_refused_not_trained_on(tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_bytes(("the cat sat\n" * 200).encode("utf-32"))
+    with pytest.raises(CorpusError, match="read as utf-16 holds NUL characters.*set corpus.encoding=utf-32"):
+        load_corpus(compose("corpus=file", f"corpus.path={path}", "corpus.encoding=utf-16").corpus)

@@ -216,3 +216,18 @@ def test_a_char_run_on_real_text_gets_text_features_and_skips_the_memory_probe(t
     assert set(found["cells"]["top"]) == {"inside quotes", "position in line"}
     assert found["gradients"]["trained"]["decay_rate"] > 0
     assert (tmp_path / "run" / "diagnostics" / "cells.png").is_file()
+
+
+@pytest.mark.slow
+def test_cli_refuses_a_split_that_does_not_exist(trained_runs):
+    done = subprocess.run([sys.executable, "-m", "lmbench.diagnose", str(trained_runs[0]), "what=cells",
+                           "split=tset"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "split=tset is not a split the cells diagnostic reads: use one of train, valid, test" \
+        in done.stderr
+
+
+def test_a_split_one_of_the_chosen_diagnostics_lacks_is_refused_before_any_runs(tmp_path, capsys):
+    assert main([str(tmp_path), "split=probe"]) == 1  # memory's probe: neither gradients nor cells has it
+    assert "split=probe is not a split the gradients diagnostic reads" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

@@ -8,10 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from lmbench.config import Level, SyntheticCorpusConfig
-from lmbench.corpora import EOS, UNK, Corpus, Vocab, load_corpus
+from lmbench.compose import compose
+from lmbench.config import Level, SyntheticCorpusConfig, validate
+from lmbench.corpora import EOS, UNK, Corpus, Vocab, load_corpus, synthetic
 from lmbench.corpora.synthetic import SyntheticProcess, load_synthetic
-from lmbench.errors import UserError
+from lmbench.errors import CorpusError, UserError
 from lmbench.models.oracle import Oracle
 
 
@@ -158,3 +159,23 @@ def test_oracle_needs_a_synthetic_corpus():
                    {"train": 2, "valid": 2, "test": 2}, "fingerprint", {})
     with pytest.raises(UserError, match="model=oracle needs corpus=synthetic"):
         Oracle(None, plain)
+
+
+def test_a_num_classes_above_the_limit_is_refused_by_its_rule():
+    with pytest.raises(UserError, match=r"corpus.num_classes=1000000 is out of range: it must be an integer "
+                                        r"in \[1, 4,000\]"):
+        validate(compose("corpus.num_words=1000000", "corpus.num_classes=1000000"))
+
+
+def test_word_tables_above_the_limit_are_refused_before_anything_is_drawn(monkeypatch):
+    cfg = compose("corpus.num_words=1000000", "corpus.num_classes=4000")
+    validate(cfg)  # each option is in range: only together are they too large
+    monkeypatch.setattr(synthetic, "pseudo_words", None)  # drawing the lexicon would fail the test
+    with pytest.raises(CorpusError, match="4,001,000,000 entries, above the limit of 20,000,000"):
+        load_corpus(cfg.corpus)
+
+
+def test_uniforms_drawn_in_chunks_are_the_numbers_of_one_draw(monkeypatch):
+    monkeypatch.setattr(synthetic, "UNIFORMS_CHUNK", 7)  # a 10^8-token split no longer holds 3 x 10^8 floats
+    chunked = list(synthetic.uniforms(1_000, np.random.default_rng(5)))
+    assert chunked == np.random.default_rng(5).random((1_000, 3)).tolist()  # the corpora drawn before

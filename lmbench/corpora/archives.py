@@ -30,6 +30,12 @@ def _safe_name(name: str, archive: Path) -> PurePosixPath:
     return member
 
 
+def _mac_metadata(name: str) -> bool:
+    """A macOS Finder zip's ``__MACOSX/`` folder or an AppleDouble ``._*`` file: metadata, not text."""
+    member = PurePosixPath(name)
+    return member.parts[:1] == ("__MACOSX",) or member.name.startswith("._")
+
+
 def _members(archive: Path):
     """(name, size, opener) of every regular file; anything else is refused."""
     if archive.name.lower().endswith(".zip"):
@@ -65,6 +71,8 @@ def unpack(archive: Path, into: Path, max_bytes: int) -> Path:
     try:
         declared = written = 0
         for name, size, open_member in _members(archive):
+            if _mac_metadata(name):
+                continue
             declared += size
             if declared > max_bytes:  # what the archive claims, checked before unpacking
                 raise too_big

@@ -50,7 +50,11 @@ def sha256_of(path: Path) -> str:
 
 
 def _verify(path: Path, expected: str, what: str) -> None:
-    actual = sha256_of(path)
+    try:
+        actual = sha256_of(path)
+    except OSError as exc:  # a folder where the file belongs, or no permission to read it
+        raise CorpusError(f"{what} ({path}) cannot be read ({exc.strerror}): a corpus file belongs "
+                          "there. Remove or replace it with the file, and run again.") from None
     if actual != expected:
         raise ChecksumError(
             f"Checksum mismatch for {what} ({path}): expected sha256 {expected}, got {actual}. "

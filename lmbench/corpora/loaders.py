@@ -37,28 +37,36 @@ def tokenize(text: str, level: str, words_to_chars: bool = False):
     return chars_of_words(text) if words_to_chars else text
 
 
-def _looks_utf16(data: bytes) -> bool:
-    """A UTF-16 byte-order mark, or (ASCII-range text) a NUL in every other byte."""
+def _wide_encoding(data: bytes) -> str | None:
+    """``utf-32`` or ``utf-16`` for its byte-order mark (UTF-32's first: FF FE 00 00 starts with
+    UTF-16's FF FE) or, for ASCII-range text, NUL in all but one of every 4 (or 2) bytes."""
     head = data[:4096]
+    if head[:4] in (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff"):
+        return "utf-32"
     if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        return True
-    return len(head) >= 8 and max(head[0::2].count(0), head[1::2].count(0)) > 0.9 * (len(head) // 2)
+        return "utf-16"
+    for width in (4, 2):
+        lanes = [head[i::width].count(0) > 0.9 * (len(head) // width) for i in range(width)]
+        if len(head) >= 8 and sum(lanes) == width - 1:
+            return f"utf-{8 * width}"
+    return None
 
 
 def decode(data: bytes, where: str, encoding: str = "utf-8", errors: str = "strict") -> str:
     """Decode bytes (a UTF-8 byte-order mark is dropped, never part of the first token), naming the
     byte offset of the first bad byte and how to get past it."""
     try:
-        utf8 = codecs.lookup(encoding).name == "utf-8"
+        name = codecs.lookup(encoding).name
     except LookupError:
         raise CorpusError(f"Unknown text encoding corpus.encoding={encoding!r}.") from None
-    if utf8 and _looks_utf16(data):
-        raise CorpusError(f"{where} looks like UTF-16 text (a UTF-16 byte-order mark, or NUL bytes "
-                          "between the characters); set corpus.encoding=utf-16 to read it.")
-    if utf8 and b"\x00" in data[:8192]:
+    wide = _wide_encoding(data)
+    if name == "utf-8" and wide:
+        raise CorpusError(f"{where} looks like {wide.upper()} text (a {wide.upper()} byte-order mark, or NUL "
+                          f"bytes between the characters); set corpus.encoding={wide} to read it.")
+    if name == "utf-8" and b"\x00" in data[:8192]:
         raise CorpusError(f"{where} looks binary (it holds NUL bytes); a corpus must be a text file.")
     try:
-        return data.decode("utf-8-sig" if utf8 else encoding, errors)
+        text = data.decode("utf-8-sig" if name == "utf-8" else encoding, errors)
     except UnicodeDecodeError as exc:
         raise CorpusError(
             f"{where} is not valid {encoding}: byte 0x{data[exc.start]:02x} at offset {exc.start} "
@@ -67,6 +75,12 @@ def decode(data: bytes, where: str, encoding: str = "utf-8", errors: str = "stri
     except LookupError as exc:  # an unknown corpus.errors handler
         raise CorpusError(f"Unknown corpus.errors={errors!r}: use strict, replace, ignore or "
                           "backslashreplace.") from exc
+    if "\x00" in text[:8192]:  # e.g. UTF-32 read as UTF-16
+        advice = (f"it looks like {wide.upper()} text: set corpus.encoding={wide}"
+                  if wide and wide not in name else "set corpus.encoding to the file's own")
+        raise CorpusError(f"{where} read as {encoding} holds NUL characters, so it is binary or in another "
+                          f"encoding; {advice}.")
+    return text
 
 
 def cut(text: str, fractions) -> dict[str, str]:

@@ -53,6 +53,9 @@ ONSETS = "b d f g k l m n p r s t v z ch sh tr".split()
 VOWELS = "a e i o u".split()
 ZIPF_EXPONENT = 1.0  # within-class word probability ~ 1 / rank ** ZIPF_EXPONENT
 CONCENTRATION = 0.5  # Dirichlet concentration of the class transition rows (small = sparse rows)
+# generating holds two (classes + 1) x words cumulative word tables, ~100 bytes an entry: ~2 GB at most
+MAX_WORD_TABLE = 2 * 10**7
+UNIFORMS_CHUNK = 1 << 16  # rows of uniforms drawn at once: a 10^8-token split never holds them all
 
 
 class State(NamedTuple):
@@ -158,7 +161,7 @@ class SyntheticProcess:
         word_class = self.word_class.tolist()
         start = self.num_classes
         tokens, stack, cls = [], [], start
-        for stop_u, open_u, pick_u in rng.random((length, 3)).tolist():
+        for stop_u, open_u, pick_u in uniforms(length, rng):
             if stack:
                 if stop_u < self.close_hazard:
                     tokens.append(closers[stack.pop()])
@@ -205,6 +208,12 @@ class SyntheticProcess:
         return {"inside": depth > 0, "delimiter": delimiter, "depth": depth, "distance": distance}
 
 
+def uniforms(length: int, rng: np.random.Generator):
+    """The rows of ``rng.random((length, 3))``, the same numbers, drawn ``UNIFORMS_CHUNK`` rows at a time."""
+    for start in range(0, length, UNIFORMS_CHUNK):
+        yield from rng.random((min(UNIFORMS_CHUNK, length - start), 3)).tolist()
+
+
 def zipf(n: int, exponent: float) -> np.ndarray:
     """Probabilities proportional to 1 / rank ** exponent for ranks 1..n."""
     p = 1.0 / np.arange(1, n + 1) ** exponent
@@ -227,6 +236,11 @@ def make_process(cfg) -> dict:
         raise CorpusError(f"corpus.num_delimiters must be between 0 and {len(DELIMITERS)}.")
     if not 1 <= cfg.num_classes <= cfg.num_words:
         raise CorpusError("corpus.num_classes must be at least 1 and at most corpus.num_words.")
+    table = (cfg.num_classes + 1) * cfg.num_words
+    if table > MAX_WORD_TABLE:
+        raise CorpusError(f"corpus.num_classes={cfg.num_classes} with corpus.num_words={cfg.num_words} "
+                          f"needs word tables of (num_classes + 1) x num_words = {table:,} entries, above "
+                          f"the limit of {MAX_WORD_TABLE:,} (about 2 GB to generate with); lower either.")
     if cfg.mean_distance < 1 or cfg.mean_sentence_length < 1:
         raise CorpusError("corpus.mean_distance and corpus.mean_sentence_length must be at least 1.")
     if not 0 <= cfg.open_prob < 1 or cfg.max_depth < 0:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from lmbench.corpora.raw import SPLITS
 from lmbench.diagnose import cells, gradients, memory
 from lmbench.errors import UserError
 from lmbench.runs.rundir import DIAGNOSTICS as FOLDER
@@ -44,10 +45,10 @@ def parameters(fn) -> dict[str, inspect.Parameter]:
     return dict(list(inspect.signature(fn).parameters.items())[1:])
 
 
-def keyword_args(fn, given: dict[str, str]) -> dict:
-    """The options ``fn`` takes, converted to the type of its defaults."""
+def keyword_args(what: str, given: dict[str, str]) -> dict:
+    """The options diagnostic ``what`` takes, converted to the type of its defaults."""
     out = {}
-    for name, param in parameters(fn).items():
+    for name, param in parameters(DIAGNOSTICS[what].diagnose).items():
         if name in given:
             kind = type(param.default) if isinstance(param.default, (int, float)) else str
             try:
@@ -56,6 +57,10 @@ def keyword_args(fn, given: dict[str, str]) -> dict:
                 raise UserError(f"{name}={given[name]} is not a valid {kind.__name__}.") from None
             if kind is int and out[name] < 1:  # counts of tokens, steps, windows, rows, shown tokens
                 raise UserError(f"{name}={given[name]} is out of range: it must be at least 1.")
+            splits = dict.fromkeys([*SPLITS, param.default])  # memory's default, probe, is one more
+            if name == "split" and out[name] not in splits:
+                raise UserError(f"split={given[name]} is not a split the {what} diagnostic reads: use one "
+                                f"of {', '.join(splits)}.")
     return out
 
 
@@ -120,12 +125,12 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(given) - known)
         if unknown:
             raise UserError(f"Unknown option(s) {', '.join(unknown)} for what={what}; see --help.")
+        settings = {w: keyword_args(w, given) for w in chosen}
         runs = [RunDir.open(p, finished_only=True) for p in paths]
         for w in chosen:
-            fn = DIAGNOSTICS[w].diagnose
             results = []
             for run in runs:
-                results.append(fn(run, **keyword_args(fn, given)))
+                results.append(DIAGNOSTICS[w].diagnose(run, **settings[w]))
                 print(f"{run.path} {w}: {describe(w, results[-1], run)}")
             if len(runs) > 1 and w != "cells":
                 compare(w, results, runs)
