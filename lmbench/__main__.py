@@ -16,7 +16,7 @@ from lmbench.compose import register_all
 from lmbench.errors import UserError
 from lmbench.paths import conf_dir
 from lmbench.runs.run import failed_record
-from lmbench.runs.rundir import RunDir
+from lmbench.runs.rundir import FolderBusyError, RunDir
 
 CONF_DIR = str(conf_dir())
 SWEEP_JOB_ENV = "LMBENCH_SWEEP_JOB"  # set by the timing launcher for the jobs it starts
@@ -63,6 +63,8 @@ def _refused(exc: UserError, cfg, run_dir: Path, job: dict) -> None:
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         raise exc
     print(f"Error: {exc}", file=sys.stderr)
+    if isinstance(exc, FolderBusyError):
+        sys.exit(1)  # the folder is another process's: nothing is written or removed there
     folder = RunDir(run_dir)
     if job["sweep"]:  # the sweep counts the failure; a record already there is never replaced
         if not folder.finished:
@@ -96,8 +98,8 @@ def main(cfg) -> float | None:
     job = _job_facts()
     try:
         if job["sweep"]:  # a single run's config was checked before its folder was made (preflight)
-            check_choices(HydraConfig.get().runtime.choices)
             validate(cfg)
+            check_choices(HydraConfig.get().runtime.choices, cfg.corpus.name)
         record = run(cfg, run_dir, job)
     except KeyboardInterrupt:
         _interrupted(run_dir, Path(cfg.results_dir).absolute())
@@ -106,9 +108,11 @@ def main(cfg) -> float | None:
     except Exception as exc:
         return _crashed(exc, cfg, run_dir, job)
     finished_elsewhere = record.get("skipped") and Path(record["skipped"]).resolve() != run_dir.resolve()
-    if finished_elsewhere:  # the finished job's folder holds everything; drop the empty new one
+    if finished_elsewhere:  # the finished job's folder holds everything; a sweep keeps a pointer to it
         logging.shutdown()
         shutil.rmtree(run_dir, ignore_errors=True)
+        if job["sweep"]:
+            RunDir(run_dir).mark_skipped(record["skipped"])
     if record["status"] != "ok" and not job["sweep"]:  # a sweep says so at its end, for every job
         print(f"Error: the run {record['status']}: {record.get('error') or record.get('diverged')}; its "
               f"record is {RunDir(run_dir).record_path}.", file=sys.stderr)

@@ -3,6 +3,7 @@ and lmbench's resolvers), and the one way tests, benchmarks and tools compose a 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -29,12 +30,15 @@ def unless_saved(output_dir: str, subdir: str) -> str | None:
 def register_all() -> None:
     """The one setup before Hydra composes a config: store every schema (the models' too), and the
     ``${unique:}`` resolver that makes run folder names unique: two commands started in the same
-    second never share a folder (and one record never replaces another)."""
+    second never share a folder (and one record never replaces another); ``${digest:...}`` names a
+    sweep job's folder by its overrides, so two sweeps given one ``hydra.sweep.dir`` share a job's
+    folder only when they run the same job."""
     SCHEMAS["model"] = models.schemas()
     SCHEMAS["corpus"] = {name: loader.schema for name, loader in corpora.LOADERS.items()}
     if not OmegaConf.has_resolver("unique"):
         OmegaConf.register_new_resolver("unique", lambda: RUN_TAG, use_cache=True)
         OmegaConf.register_new_resolver("unless_saved", unless_saved)
+        OmegaConf.register_new_resolver("digest", lambda text: hashlib.sha256(text.encode()).hexdigest()[:6])
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     for group, options in SCHEMAS.items():

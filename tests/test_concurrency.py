@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
-from conftest import ROOT, TINY, lmbench
+from conftest import ROOT, TINY, lmbench, read_records
 
 pytestmark = pytest.mark.slow  # every test here starts the app
 
@@ -46,3 +47,55 @@ def test_runs_and_sweeps_started_in_the_same_second_never_share_a_folder(tmp_pat
     assert len(list((tmp_path / "results" / "sweeps").iterdir())) == 2
     table = pd.read_csv(tmp_path / "results" / "table.csv")
     assert len(table[table.run != "-"]) == 4
+
+
+LONGER = ["corpus.train_tokens=20000", "train.max_epochs=1000", "train.max_minutes=0.25"]  # 15 s of training
+
+
+def _start(tmp_path, *overrides):
+    command = [sys.executable, "-m", "lmbench", *overrides, f"results_dir={tmp_path / 'results'}"]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(folder, pattern, process):
+    """Until ``process`` has started its job (written its marker) in ``folder``/``pattern``."""
+    while not list(folder.glob(f"{pattern}/job.json")):
+        assert process.poll() is None, process.stderr.read()
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("second", [["model=unigram"], ["model=lstm", "train.max_epochs=1"]])
+def test_a_run_given_the_folder_of_a_running_run_is_refused_and_writes_nothing_there(tmp_path, second):
+    """The second command exits 1 saying the folder is in use; the first keeps its folder and its own
+    record, whatever the second would have run (another family, or the same one)."""
+    folder = tmp_path / "results" / "shared_run"
+    first = _start(tmp_path, "model=lstm", *LONGER, *TINY, f"hydra.run.dir={folder}")
+    _wait_for(folder, ".", first)
+    refused = lmbench(tmp_path, *second, *TINY, f"hydra.run.dir={folder}")
+    assert refused.returncode == 1
+    assert "in use by another lmbench process (lmbench model=lstm" in refused.stderr
+    assert "Traceback" not in refused.stderr and "ppl" not in refused.stdout
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    (record,) = read_records(tmp_path)
+    assert record["model"] == "lstm" and record["status"] == "ok"
+    assert record["config"]["train"]["max_epochs"] == 1000
+
+
+def test_two_sweeps_given_one_sweep_folder_keep_both_records(tmp_path):
+    """Different jobs of two sweeps never share a job folder; the same job, started again into the
+    folder while it runs, waits for it and is skipped: one job, one record."""
+    sweep = f"hydra.sweep.dir={tmp_path / 'results' / 'sweep'}"
+    for add_k in ("1", "0.5"):
+        done = lmbench(tmp_path, "-m", "model=unigram", f"model.add_k={add_k}", *TINY, sweep)
+        assert done.returncode == 0, done.stderr
+    found = sorted(r["config"]["model"]["add_k"] for r in read_records(tmp_path))
+    assert found == [0.5, 1.0]
+    job = ["-m", "model=lstm", *LONGER, *TINY, sweep]
+    first = _start(tmp_path, *job)
+    _wait_for(tmp_path / "results" / "sweep", "0_lstm_*", first)
+    second = _start(tmp_path, *job)
+    out, err = second.communicate(timeout=300)
+    assert first.wait(timeout=300) == 0 and second.returncode == 0, err
+    lstm = [r for r in read_records(tmp_path) if r["model"] == "lstm"]
+    assert len(lstm) == 1 and lstm[0]["status"] == "ok"
+    assert "skipping: this job already finished" in out + err

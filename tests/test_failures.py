@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -66,7 +67,7 @@ def test_a_sweep_with_a_setting_nothing_would_read_is_refused_before_any_job(tmp
 def composed_as_the_app_does(*overrides: str):
     """The config with its hydra section, after the app's check that every chosen option exists."""
     cfg = compose(*overrides, return_hydra_config=True)
-    check_choices(cfg.hydra.runtime.choices)
+    check_choices(cfg.hydra.runtime.choices, cfg.corpus.name)
     return cfg
 
 
@@ -82,7 +83,22 @@ def test_every_option_of_an_optional_group_passes_the_closed_schemas(group):
 @pytest.mark.parametrize("choice", ["../debug/tiny", "../../conf/config", "/etc/passwd"])
 def test_an_option_named_by_a_path_outside_its_group_is_refused(choice):
     with pytest.raises(UserError, match=f"experiment={choice} is not an option name"):
-        check_choices({"experiment": choice})
+        check_choices({"experiment": choice, "corpus": "synthetic"}, "synthetic")
+
+
+@pytest.mark.parametrize("overrides, name", [
+    (["corpus.name=ptb"], "ptb"),  # synthetic text named PTB
+    (["corpus=ptb", "corpus.name=mine"], "mine"),  # PTB renamed
+    (["corpus=file", "corpus.path=x", "corpus.name=brown"], "brown"),  # own files named as a shipped corpus
+])
+def test_a_corpus_named_as_another_is_refused(overrides, name):
+    with pytest.raises(UserError, match=f"corpus.name={name} does not name corpus="):
+        composed_as_the_app_does(*overrides)
+
+
+def test_own_files_take_any_name_no_shipped_corpus_has():
+    cfg = composed_as_the_app_does("corpus=file", "corpus.path=x", "corpus.name=my_notes")
+    assert cfg.corpus.name == "my_notes"
 
 
 def test_a_model_renamed_to_another_family_is_refused():
@@ -219,16 +235,21 @@ def test_refused_resumes_and_reruns_leave_the_run_folder_untouched(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_sweep_job_refused_in_a_folder_holding_another_finished_run_leaves_it_untouched(tmp_path):
+def test_a_second_sweep_into_a_sweep_folder_leaves_the_first_ones_runs_untouched(tmp_path):
+    """Its other job gets a folder of its own (job folders are named by their overrides' digest); the
+    sweep's report and tables then cover both."""
     sweep = ["-m", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     first = lmbench(tmp_path, *sweep, *TINY_LSTM)
     assert first.returncode == 0, first.stderr
     finished = _snapshot(tmp_path / "sweep")
     other = [o.replace("hidden_size=8", "hidden_size=12") for o in TINY_LSTM]
     again = lmbench(tmp_path, *sweep, *other)
-    assert "already holds a finished run" in again.stderr
-    changed = {k for k, v in _snapshot(tmp_path / "sweep").items() if finished.get(k) != v}
-    assert changed == {"multirun.yaml"}, changed  # the sweep's own file names the latest sweep command
+    assert again.returncode == 0, again.stderr
+    (run,) = [Path(k).parent for k in finished if k.endswith("record.json")]
+    now = _snapshot(tmp_path / "sweep")
+    assert {k: v for k, v in now.items() if Path(k).parts[0] == run.name} == \
+        {k: v for k, v in finished.items() if Path(k).parts[0] == run.name}
+    assert len(list((tmp_path / "sweep").glob("*/record.json"))) == 2
 
 
 @pytest.mark.slow

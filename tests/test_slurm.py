@@ -114,7 +114,7 @@ def test_a_cancelled_job_fails_the_sweep_and_the_rerun_resumes_it_to_identical_m
     lstm_sweep = ["-m", "hydra/launcher=slurm", "model=lstm", "seed=0,1", *JOB]  # the 4-job sweep's lstm jobs
     sweep = cluster.start(*lstm_sweep)
     deadline = time.monotonic() + 300
-    while not (found := list(cluster.results.glob("sweeps/*/1_lstm_synthetic_s1/checkpoint.pt"))):
+    while not (found := list(cluster.results.glob("sweeps/*/1_lstm_synthetic_s1_*/checkpoint.pt"))):
         assert sweep.poll() is None and time.monotonic() < deadline, "lstm seed 1 never checkpointed"
         time.sleep(0.2)
     first_dir = found[0].parents[1]
@@ -133,7 +133,7 @@ def test_a_cancelled_job_fails_the_sweep_and_the_rerun_resumes_it_to_identical_m
     assert code == 0, err
     (second_dir,) = set((cluster.results / "sweeps").iterdir()) - {first_dir}
     (resumed,) = cluster.records(second_dir).values()  # the finished job was skipped
-    assert resumed["resumed_from"] == str(first_dir / "1_lstm_synthetic_s1")
+    assert resumed["resumed_from"] == str(found[0].parent)
     uninterrupted = four_jobs[4][("lstm", 1)]
     assert _test_metrics(resumed) == _test_metrics(uninterrupted)
     assert resumed["train"]["history"][-1]["valid_ppl"] == uninterrupted["train"]["history"][-1]["valid_ppl"]

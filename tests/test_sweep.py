@@ -87,7 +87,7 @@ def _kill_when_training(sweep: subprocess.Popen, results, overrides: set[str], d
                 args = set(child.cmdline())
             except psutil.NoSuchProcess:
                 continue
-            if overrides <= args and any((results / "sweeps").glob("*/*_gru_synthetic_s1/checkpoint.pt")):
+            if overrides <= args and any((results / "sweeps").glob("*/*_gru_synthetic_s1_*/checkpoint.pt")):
                 os.kill(child.pid, signal.SIGKILL)
                 return True
         time.sleep(0.02)

@@ -16,10 +16,19 @@ from lmbench.errors import UserError
 from lmbench.paths import conf_dir
 
 
-def check_choices(choices) -> None:
+def check_choices(choices, corpus_name: str) -> None:
     """An optional group (``experiment``, ``recipe``) silently skips an option that does not exist;
     refuse it instead, with the options that do. lmbench's groups are folders of ``conf/`` (Hydra's
-    own and the schemas are left to Hydra), so the files answer without composing anything."""
+    own and the schemas are left to Hydra), so the files answer without composing anything. A shipped
+    corpus's name is its identity (records, tables and published rows read it): it goes with that
+    corpus only, so synthetic text is never recorded as PTB."""
+    shipped = {p.stem for p in (conf_dir() / "corpus").glob("*.yaml")} - {"file"}
+    chosen = choices.get("corpus")
+    if (corpus_name in shipped or chosen in shipped) and corpus_name != chosen:
+        raise UserError(f"corpus.name={corpus_name} does not name corpus={chosen}: a shipped corpus's name "
+                        "is its identity in records, tables and published comparisons, so it cannot be "
+                        "set. Choose a shipped corpus with corpus=<name>; name your own files with "
+                        "corpus=file corpus.name=<a name no shipped corpus has>.")
     for group, choice in choices.items():
         if choice is None or group.startswith(("hydra/", "schema/")):
             continue
@@ -59,8 +68,8 @@ def check_writable(folder: Path, what: str) -> None:
 
 def preflight(config, run_dir: Path | None) -> None:
     """Every check that needs no data. ``run_dir``: the single run's folder (None in a sweep)."""
-    check_choices(config.hydra.runtime.choices)
     validate(config)
+    check_choices(config.hydra.runtime.choices, config.corpus.name)
     check_writable(Path(config.results_dir), "results_dir")
     if run_dir is None:
         check_launcher(config)

@@ -248,22 +248,14 @@ def finish(job: Job, record: dict, model, concurrent: int, earlier_jobs: int) ->
     refresh_tables(job.results_dir)
 
 
-def run(cfg, run_dir: Path, facts: dict | None = None) -> dict:
-    """Run one job of a config ``config.validate`` has passed (the app's preflight or ``main``; a
-    caller of its own validates first) and write its record; returns it. ``facts`` are launcher facts
-    (command, launcher, sweep). User errors raise before anything is written; any other failure still writes
-    a record with status ``failed`` and the error. An identical finished job is skipped (its record
-    returned, ``skipped`` naming its folder) unless ``force=true``; a killed identical job is resumed."""
-    job = prepare(cfg, run_dir, facts)
-    done = finished_copy(job)
-    if done is not None:
-        return done
+def _fit(job: Job) -> dict:
+    """Start the job in its claimed folder, fit and score it, and write its record."""
     model, resumed_from = start(job)
     record = new_record(job, resumed_from)
     with jobs.active() as (other_jobs, earlier_jobs):
         concurrent = other_jobs()
         try:
-            record.update(fit_and_score(job, model, bool(cfg.train.resume or resumed_from)))
+            record.update(fit_and_score(job, model, bool(job.cfg.train.resume or resumed_from)))
         except UserError:
             raise  # bad input found during fit (e.g. a foreign checkpoint): nothing is written
         except Exception as exc:
@@ -273,6 +265,18 @@ def run(cfg, run_dir: Path, facts: dict | None = None) -> dict:
         finally:
             if record["status"] != "running":
                 finish(job, record, model, max(concurrent, other_jobs()), earlier_jobs)
+    return record
+
+
+def run(cfg, run_dir: Path, facts: dict | None = None) -> dict:
+    """Run one job of a config ``config.validate`` has passed (the app's preflight or ``main``; a
+    caller of its own validates first) and write its record; returns it. ``facts`` are launcher facts
+    (command, launcher, sweep). User errors raise before anything is written; any other failure still writes
+    a record with status ``failed`` and the error. An identical finished job is skipped (its record
+    returned, ``skipped`` naming its folder) unless ``force=true``; a killed identical job is resumed."""
+    job = prepare(cfg, run_dir, facts)
+    with RunDir(run_dir).claim(wait=bool(job.facts.get("sweep"))):
+        record = finished_copy(job) or _fit(job)
     if published_line := published.line(record):
         print(published_line, flush=True)
     return record

@@ -4,7 +4,11 @@ the report, ``sample`` and ``diagnose`` all see runs through ``RunDir``."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
@@ -19,11 +23,16 @@ from lmbench.runs.checkpoint import BEST, CHECKPOINT
 
 RECORD = "record.json"
 JOB = "job.json"  # the job marker: config hash, corpus fingerprint and command, written as the job starts
+SKIPPED = "skipped.json"  # a sweep job skipped as done: the folder of the finished run it repeats
 CHECKPOINTS = "checkpoint*"  # the resume checkpoint and the best weights
 TEST_LOSSES = "test_losses.npy"
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 DIAGNOSTICS = "diagnostics"
 REFERENCE_DIR = "reference"  # committed reference runs inside a results folder: not the user's runs
+
+
+class FolderBusyError(UserError):
+    """Another process is running a job in this folder: nothing may be written or removed there."""
 
 
 class RunDir:
@@ -117,10 +126,44 @@ class RunDir:
         """A record or a checkpoint: a run whose folder is kept when it stops."""
         return self.finished or bool(self.checkpoints())
 
+    @contextmanager
+    def claim(self, wait: bool) -> Iterator[None]:
+        """Hold the folder for this process's job (a lock on the folder itself: no file is added).
+        Another process given the same folder waits for it (``wait``: a sweep's duplicate of a running
+        job, which then finds it finished or resumable) or is refused: two jobs never write one folder,
+        and one record never replaces another. A folder made here and left empty is removed."""
+        made = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        folder = os.open(self.path, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(folder, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise FolderBusyError(f"{self.path} is in use by another lmbench process"
+                                      f"{self._command()}: wait for it to finish, or run without "
+                                      "hydra.run.dir (every run then gets a folder of its own).") from None
+            yield
+        finally:
+            os.close(folder)  # releases the lock
+            if made and self.path.is_dir() and not any(self.path.iterdir()):
+                self.path.rmdir()
+
+    def _command(self) -> str:
+        """`` (<command>)``: what the job marker says runs in this folder, if it says."""
+        try:
+            command = json.loads((self.path / JOB).read_text()).get("command")
+        except (OSError, ValueError):
+            command = None
+        return f" ({command})" if command else ""
+
     def mark_started(self, cfg_hash: str, fingerprint: str, command: str | None) -> None:
         """Write the job marker, which says whose run this folder holds."""
         atomic_write_text(self.path / JOB, json.dumps(
             {"config_hash": cfg_hash, "fingerprint": fingerprint, "command": command}))
+
+    def mark_skipped(self, finished: str) -> None:
+        """Leave only a pointer to the finished run this sweep job repeats, so its sweep reports it."""
+        atomic_write_text(self.path / SKIPPED, json.dumps({"run_dir": finished}))
 
     def is_job(self, cfg_hash: str, fingerprint: str) -> bool:
         """The folder's job marker names this job: its config hash and corpus fingerprint."""
@@ -214,10 +257,14 @@ def run_dirs(root: Path, marked: bool = False) -> list[RunDir]:
 
 
 def find_runs(root: Path) -> tuple[list[RunDir], list[str]]:
-    """Every finished run below ``root`` (leaving out the committed references in ``root/reference/``),
-    and a note for each record skipped as unreadable: one bad record never breaks a table or report."""
-    runs, skipped = [], []
-    for run in run_dirs(root):
+    """Every finished run below ``root`` and every one its skipped sweep jobs point to (leaving out the
+    committed references in ``root/reference/``), and a note for each record skipped as unreadable:
+    one bad record never breaks a table or report."""
+    runs, skipped, seen = [], [], set()
+    for run in [*run_dirs(root), *map(_pointed_to, sorted(Path(root).rglob(SKIPPED)))]:
+        if run.path.resolve() in seen:
+            continue
+        seen.add(run.path.resolve())
         try:
             run.record  # noqa: B018
         except UserError as exc:
@@ -225,6 +272,14 @@ def find_runs(root: Path) -> tuple[list[RunDir], list[str]]:
             continue
         runs.append(run)
     return runs, skipped
+
+
+def _pointed_to(pointer: Path) -> RunDir:
+    """The run a skipped job's pointer names (an unreadable pointer: its own folder, which has no record)."""
+    try:
+        return RunDir(json.loads(pointer.read_text())["run_dir"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return RunDir(pointer.parent)
 
 
 def refresh_tables(root: Path) -> None:
