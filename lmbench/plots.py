@@ -4,6 +4,7 @@ family keeps one colour in every figure and in the HTML tables (``colour``)."""
 from __future__ import annotations
 
 import math
+import re
 import zlib
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from matplotlib.ticker import (  # noqa: E402
 )
 from matplotlib.transforms import Bbox  # noqa: E402
 
+from lmbench.files import atomic_write  # noqa: E402
 from lmbench.models import COLOURS  # noqa: E402
 
 # significance matrix cells: the row model significantly better, worse, not significantly different,
@@ -48,10 +50,19 @@ def short_names(labels) -> tuple[dict, str]:
     return {label: label.replace(f" [{tag}]", "") for label in labels}, f" (experiment={tag})"
 
 
-def _save(fig, path: Path, layout: bool = True) -> Path:
+def file_name(stem: str) -> str:
+    """``stem`` as a PNG's name in the report's folder: a corpus named ``a/b`` or ``../x`` never makes a
+    path, and a name changed here gets a hash of the original so that two never collide."""
+    safe = re.sub(r"[^\w.-]", "_", stem)
+    return (safe if safe == stem else f"{safe}_{zlib.crc32(stem.encode()):08x}") + ".png"
+
+
+def _save(fig, folder: Path, stem: str, layout: bool = True) -> Path:
+    """Write the figure atomically (a link already at its name is replaced, never written through)."""
     if layout:
         fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    path = folder / file_name(stem)
+    atomic_write(path, lambda f: fig.savefig(f, dpi=110, format="png"), binary=True)
     plt.close(fig)
     return path
 
@@ -128,7 +139,7 @@ def learning_curves(histories: pd.DataFrame, flat: pd.DataFrame, floors: dict, f
         by_tokens.set_ylabel("validation perplexity (log scale)")
         by_tokens.legend(fontsize=8)
         fig.suptitle(f"{corpus}{tag}: validation perplexity during training (one line per seed)")
-        paths.append(_save(fig, folder / f"curves_{corpus}.png"))
+        paths.append(_save(fig, folder, f"curves_{corpus}"))
     return paths
 
 
@@ -148,7 +159,7 @@ def data_size(points: pd.DataFrame, folder: Path) -> list[Path]:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
         ax.set_title(f"{corpus}: excess loss over the exact floor against training-set size")
-        paths.append(_save(fig, folder / f"datasize_{corpus}.png"))
+        paths.append(_save(fig, folder, f"datasize_{corpus}"))
     return paths
 
 
@@ -170,9 +181,9 @@ def tradeoffs(summary: pd.DataFrame, floors: dict, folder: Path) -> list[Path]:
         for ax, x, xlabel, unit in panels:
             points = frame.dropna(subset=[x])
             points = points[points[x] > 0]
-            for row in points.itertuples():
+            for row in points.itertuples():  # the interval (from 16-bit losses) may miss the seeds' mean
                 ax.errorbar(getattr(row, x), row.test_ppl, fmt="o", color=colour(row.family),
-                            yerr=[[row.test_ppl - row.ci_lo], [row.ci_hi - row.test_ppl]]
+                            yerr=[[max(0, row.test_ppl - row.ci_lo)], [max(0, row.ci_hi - row.test_ppl)]]
                             if row.ci_lo == row.ci_lo else None, capsize=3, markersize=6)
             if len(points) > 1:
                 front = _pareto(points, x)
@@ -192,7 +203,7 @@ def tradeoffs(summary: pd.DataFrame, floors: dict, folder: Path) -> list[Path]:
             points = frame.dropna(subset=[x])
             _label_points(ax, [(getattr(r, x), r.test_ppl, names[r.label], colour(r.family))
                                for r in points[points[x] > 0].itertuples()])
-        paths.append(_save(fig, folder / f"tradeoffs_{corpus}.png", layout=False))
+        paths.append(_save(fig, folder, f"tradeoffs_{corpus}", layout=False))
     return paths
 
 
@@ -224,7 +235,7 @@ def significance(name: str, title: str, families: list[str], text: pd.DataFrame,
     ax.set(xlabel="column model", ylabel="row model")
     ax.set_title(f"{title}{tag}: row − column test loss (nats/token)\n"
                  "green: row significantly better · red: worse · grey: not significant", fontsize=9)
-    return _save(fig, folder / f"significance_{name}.png")
+    return _save(fig, folder, f"significance_{name}")
 
 
 def ngram_growth(orders: pd.DataFrame, folder: Path) -> list[Path]:
@@ -248,5 +259,5 @@ def ngram_growth(orders: pd.DataFrame, folder: Path) -> list[Path]:
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8, loc="lower right")
         fig.suptitle(f"{corpus}{tag}: n-gram storage growth and sparsity")
-        paths.append(_save(fig, folder / f"ngram_{corpus}.png"))
+        paths.append(_save(fig, folder, f"ngram_{corpus}"))
     return paths

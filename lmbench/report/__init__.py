@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from lmbench import plots
-from lmbench.files import atomic_write_text
+from lmbench.files import atomic_copy, atomic_write_text
 from lmbench.models import COUNT_BASED
 from lmbench.report import frames, render, tables
 from lmbench.runs.records import write_tables
@@ -31,26 +31,30 @@ def _tex(frame: pd.DataFrame) -> str:
     return frame.to_latex(index=False, float_format="%.4g", na_rep="--") if not frame.empty else ""
 
 
-def _diagnostics(root: Path, rundirs: list[RunDir], label: dict[str, str], folder: Path) -> list[Path]:
-    """Copies of the PNGs ``python -m lmbench.diagnose`` left beside records, and of its
-    comparison plots (in ``diagnostics/`` folders of the runs' common parent)."""
-    copies = []
+def _diagnostics(root: Path, rundirs: list[RunDir], label: dict[str, str], folder: Path) -> tuple:
+    """Copies of the PNGs ``python -m lmbench.diagnose`` left beside records, and of its comparison
+    plots (in ``diagnostics/`` folders of the runs' common parent); and a warning for each PNG refused
+    for not being a regular file inside its run's folder (or ``root``): the report embeds no other file."""
+    found = []
     for run in rundirs:
         r = run.record
-        for png in sorted((run.path / DIAGNOSTICS).glob("*.png")):
-            name = f"diagnostics_{label[r['id']]}_{r['corpus']['name']}_s{r['config'].get('seed')}_{png.name}"
-            copies.append(folder / name.replace(" ", "_").replace("/", "_"))
-            copies[-1].write_bytes(png.read_bytes())
-    for png in sorted(Path(root).rglob(f"{DIAGNOSTICS}/*.png")):
-        if not RunDir(png.parent.parent).finished:
-            where = png.parent.parent.relative_to(root).as_posix().replace("/", "_") or "root"
-            copies.append(folder / f"diagnostics_{where}_{png.name}")
-            copies[-1].write_bytes(png.read_bytes())
-    return copies
+        name = f"{label[r['id']]}_{r['corpus']['name']}_s{r['config'].get('seed')}"
+        found += [(png, run.path, name) for png in sorted((run.path / DIAGNOSTICS).glob("*.png"))]
+    found += [(png, Path(root), "_".join(png.parent.parent.relative_to(root).parts) or "root")
+              for png in sorted(Path(root).rglob(f"{DIAGNOSTICS}/*.png"))
+              if not RunDir(png.parent.parent).finished]
+    copies, refused = [], []
+    for png, inside, name in found:
+        if png.is_file() and png.resolve().is_relative_to(inside.resolve()):
+            copies.append(folder / plots.file_name(f"diagnostics_{name}_{png.stem}"))
+            atomic_copy(png, copies[-1])
+        else:
+            refused.append(f"{png} is not a file inside {inside} (a link out of it?): not in the report.")
+    return copies, refused
 
 
-def _figures(*, rundirs, label, runs, summary, orders, groups, floor, root, folder) -> tuple[list, list]:
-    """Draw every plot: each group's figures (its corpus's), and the diagnostics'."""
+def _figures(*, rundirs, label, runs, summary, orders, groups, floor, folder) -> list[list[Path]]:
+    """Draw every plot; returns each group's figures (its corpus's)."""
     folder.mkdir(parents=True, exist_ok=True)
     drawn = []
     curves = frames.histories(rundirs, label)
@@ -71,14 +75,14 @@ def _figures(*, rundirs, label, runs, summary, orders, groups, floor, root, fold
     for n, group in enumerate(groups):
         first = next(g for g in groups if g.corpus == group.corpus) is group
         mine = [f for prefix in ("tradeoffs", "curves", "datasize", "ngram") for f in drawn
-                if f.stem == f"{prefix}_{group.corpus}"] if first else []
+                if f.name == plots.file_name(f"{prefix}_{group.corpus}")] if first else []
         if len(group.matrix) > 1:
             alone = sum(g.corpus == group.corpus for g in groups) == 1
             name = group.corpus if alone else f"{group.corpus}_{n}"
             mine.insert(1 if first else 0, plots.significance(
                 name, group.title, group.families, group.matrix, group.matrix_kind, folder))
         figures.append(mine)
-    return figures, _diagnostics(root, rundirs, label, folder)
+    return figures
 
 
 def _shown(label, runs, summary, pair_table, published) -> tuple:
@@ -121,6 +125,7 @@ def build(root: Path, out: Path | None = None) -> dict:
     """Write every table, plot and the report for the records below ``root``; returns a summary."""
     out = Path(out or root)
     rundirs, skipped = find_runs(root)
+    rundirs = frames.screened(rundirs)
     records = [run.record for run in rundirs]
     for note in skipped:
         print(f"skipped unreadable record {note}", file=sys.stderr)
@@ -137,12 +142,10 @@ def build(root: Path, out: Path | None = None) -> dict:
     groups = tables.groups(summary, runs, pair_table, floor, budgets, published)
     orders = frames.ngram_orders(rundirs, label)
     if records:
-        figures, diagnostics = _figures(rundirs=rundirs, label=label, runs=runs, summary=summary,
-                                        orders=orders, groups=groups, floor=floor, root=root,
-                                        folder=out / "plots")
+        figures = _figures(rundirs=rundirs, label=label, runs=runs, summary=summary, orders=orders,
+                           groups=groups, floor=floor, folder=out / "plots")
         groups = [replace(group, figures=drawn) for group, drawn in zip(groups, figures)]
-    else:
-        diagnostics = []
+    diagnostics, refused = _diagnostics(root, rundirs, label, out / "plots")
     kinds, corpora = sorted(set(budgets.values())), sorted(set(runs.corpus)) if records else []
     report = render.Report(
         title="lmbench report" + (f": {', '.join(corpora)}" if corpora else ""),
@@ -150,7 +153,7 @@ def build(root: Path, out: Path | None = None) -> dict:
         if kinds else "no runs",
         intro=_intro(records, runs, skipped),
         findings=[line for group in groups for line in group.findings] or ["No finished runs to compare."],
-        flags=tables.flags(runs, warnings, skipped),
+        flags=tables.flags(runs, warnings + refused, skipped),
         groups=groups, details=tables.details(runs, pair_table, orders, out),
         diagnostics=diagnostics, environment=env)
     atomic_write_text(out / "report.md", render.markdown(report))
@@ -173,7 +176,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {args.root} is not a folder of run records.")
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         sys.exit(f"error: --out {args.out} is a file; give a folder to write the report into.")
-    result = build(args.root, args.out)
     out = args.out or args.root
+    try:
+        result = build(args.root, args.out)
+    except KeyboardInterrupt:
+        print(f"Interrupted; the report in {out} was not finished (each of its files is whole: the new "
+              "version or the previous one).", file=sys.stderr)
+        sys.exit(130)
     print(f"{result['records']} records -> {out / 'report.md'}, {out / 'report.html'}, "
           f"{len(result['figures'])} plots")

@@ -4,6 +4,7 @@ tests, learning curves, n-gram storage, published figures, budgets and the envir
 from __future__ import annotations
 
 import json
+import math
 from itertools import combinations
 
 import numpy as np
@@ -42,10 +43,26 @@ def labels(records: list[dict]) -> dict[str, str]:
                                        else "") for r in records}
 
 
+def screened(rundirs: list[RunDir]) -> list[RunDir]:
+    """The runs, an ``ok`` one whose perplexity is not a finite number (an exploded loss) marked
+    ``diverged`` in memory: listed with the failures, never ranked or tested."""
+    for run in rundirs:
+        metrics = run.record.get("metrics") or {}
+        bad = [f"{split} perplexity is {ppl}" for split in ("valid", "test")
+               if isinstance(ppl := (metrics.get(split) or {}).get("ppl"), float) and not math.isfinite(ppl)]
+        if run.record["status"] == "ok" and bad:
+            run.record.update(status="diverged", diverged=bad[0])
+    return rundirs
+
+
 def runs_table(rundirs: list[RunDir], label: dict[str, str]) -> pd.DataFrame:
-    """One row per run (``records.row``), with its label and log."""
-    rows = [{"label": label[run.record["id"]], **records.row(run.record), "log": str(run.log_path() or "")}
-            for run in rundirs]
+    """One row per run (``records.row``; a diverged run's reason as its error), with its label and log."""
+    rows = []
+    for run in rundirs:
+        r = run.record
+        why = r.get("error") or r.get("diverged")
+        rows.append({"label": label[r["id"]], **records.row(r | {"error": why}),
+                     "log": str(run.log_path() or "")})
     return pd.DataFrame(rows).sort_values(["corpus", "label", "seed", "run"], kind="stable",
                                           ignore_index=True)
 

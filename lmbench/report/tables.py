@@ -21,7 +21,8 @@ STOPPED = {"early_stopping": "converged", "max_minutes": "time up", "max_epochs"
 
 
 def _missing(x) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x))
+    """None, NaN or ±inf (an exploded loss's perplexity): shown as ``–``, never formatted."""
+    return x is None or (isinstance(x, float) and not math.isfinite(x))
 
 
 def _signed(text: str) -> str:
