@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 import hydra
@@ -76,14 +79,30 @@ def _refused(exc: UserError, cfg, run_dir: Path, job: dict) -> None:
 
 
 def _crashed(exc: Exception, cfg, run_dir: Path, job: dict) -> None:
-    """An unexpected error: alone it propagates (with its traceback); in a sweep the job's failed
-    record says what happened and the sweep goes on."""
+    """An unexpected error: in a sweep the job's failed record says what happened and the sweep goes
+    on; alone, one paragraph with the run's log, which holds the traceback (the folder is kept)."""
     if not job["sweep"]:
-        raise exc
+        _unexpected(exc, run_dir / f"{HydraConfig.get().job.name}.log")
     folder = RunDir(run_dir)
     if not folder.finished:  # it failed before the run could record it
         folder.write_record(failed_record(cfg, exc, job))
     logging.getLogger(__name__).error("job failed (%s: %s); the sweep goes on", type(exc).__name__, exc)
+
+
+def _unexpected(exc: BaseException, log: Path | None = None) -> None:
+    """An error nothing else caught: its traceback appended to ``log`` (or a temporary file), one
+    paragraph on stderr naming it, exit 1."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise exc
+    if log is None or not log.parent.is_dir():
+        log = Path(tempfile.gettempdir()) / f"lmbench-error-{os.getpid()}.log"
+    with open(log, "a") as f:
+        traceback.print_exception(exc, file=f)
+    first_line = (str(exc).splitlines() or [""])[0]
+    print(f"Error: unexpected {type(exc).__name__}: {first_line}. lmbench did not expect this (a bug, or "
+          f"an input it does not check yet); the traceback is in {log} (HYDRA_FULL_ERROR=1 prints it "
+          "here). Please report it with the command you ran.", file=sys.stderr)
+    sys.exit(1)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
@@ -120,5 +139,37 @@ def main(cfg) -> float | None:
     return record.get("metrics", {}).get("test", {}).get("ppl")
 
 
+SIMPLE_VALUE = re.compile(r"[\w.+\-:/@%]*")  # a value Hydra reads as one primitive, without quoting
+
+
+def shared_keys_as_sweeps(args: list[str]) -> list[str]:
+    """In a sweep over a group's options (``-m model=gru,lstm``) a plain ``model.hidden_size=32`` is meant
+    for every job, but Hydra applies it to the sweep's base config (the default model) and refuses it;
+    it becomes the one-value sweep ``model.hidden_size=choice(32)``, which each job applies after its
+    model."""
+    if not {"-m", "--multirun"} & set(args):
+        return args
+    swept = {key for key, _, value in (a.partition("=") for a in args) if "," in value and "." not in key}
+    return [f"{key}=choice({value})" if key.partition(".")[0] in swept and "." in key
+            and SIMPLE_VALUE.fullmatch(value) else f"{key}{eq}{value}"
+            for key, eq, value in (a.partition("=") for a in args)]
+
+
+def cli() -> None:
+    """The ``lmbench`` command: the app behind one guard, so an error nothing else caught is one
+    paragraph naming the file that holds its traceback."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        print("Error: the current folder no longer exists (it was deleted after this shell entered it); "
+              "cd into an existing folder and run the command again.", file=sys.stderr)
+        sys.exit(1)
+    sys.argv[1:] = shared_keys_as_sweeps(sys.argv[1:])
+    try:
+        main()
+    except Exception as exc:  # Hydra re-raises what it cannot format
+        _unexpected(exc)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, TINY, TINY_NETWORKS, lmbench
+from conftest import ROOT, TINY, TINY_NETWORKS, lmbench, read_records
 
 from lmbench import sample
+from lmbench.__main__ import shared_keys_as_sweeps
 from lmbench.compose import compose
 from lmbench.config import validate
 from lmbench.corpora import load_corpus
@@ -432,3 +433,73 @@ def test_report_out_naming_a_file_is_a_one_line_error(tmp_path):
                            str(tmp_path / "out.html")], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "is a file; give a folder" in done.stderr and (tmp_path / "out.html").read_text() == "mine"
+
+
+# ---------------------------------------------------------------- 6. no traceback left
+@pytest.mark.slow
+@pytest.mark.parametrize("override", ["seed=${oc.env:LMBENCH_NO_SUCH_VARIABLE}", "train.lr=${train.lr}",
+                                      "seed=${no_such_key}", "~seed"])
+def test_an_interpolation_that_cannot_resolve_is_refused_in_one_paragraph(tmp_path, override):
+    refused(lmbench(tmp_path, override, *TINY), "could not be resolved", "Give a plain value")
+    assert not written(tmp_path)
+
+
+CRASHING_RUN = """
+import sys
+from lmbench.models.unigram import Unigram
+def fit(self, corpus, settings):
+    raise RuntimeError("simulated bug in fit")
+Unigram.fit = fit
+from lmbench.__main__ import cli
+cli()
+"""
+
+
+@pytest.mark.slow
+def test_an_unexpected_error_is_one_paragraph_naming_the_log_that_holds_its_traceback(tmp_path):
+    folder = tmp_path / "results" / "crashed"
+    command = [sys.executable, "-c", CRASHING_RUN, "model=unigram", *TINY, f"hydra.run.dir={folder}",
+               f"results_dir={tmp_path / 'results'}"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    refused(done, "unexpected RuntimeError: simulated bug in fit", "the traceback is in")
+    log = Path(done.stderr.split("the traceback is in ")[1].split(" (HYDRA_FULL_ERROR")[0])
+    assert log.parent == folder and "Traceback" in log.read_text()
+    assert json.loads((folder / "record.json").read_text())["status"] == "failed"
+
+
+def test_a_plain_key_of_a_swept_group_is_applied_to_every_job():
+    swept = shared_keys_as_sweeps(["-m", "model=gru,lstm", "model.hidden_size=32", "seed=0,1",
+                                   "train.lr=0.1", "model.dropout=0.1,0.2", "corpus.path=/a b"])
+    assert swept == ["-m", "model=gru,lstm", "model.hidden_size=choice(32)", "seed=0,1", "train.lr=0.1",
+                     "model.dropout=0.1,0.2", "corpus.path=/a b"]
+    single_run = ["model=gru", "model.hidden_size=32"]
+    assert shared_keys_as_sweeps(single_run) == single_run
+
+
+@pytest.mark.slow
+def test_two_recurrent_families_sweep_at_one_shared_size(tmp_path):
+    done = lmbench(tmp_path, "-m", "model=gru,lstm", "model.hidden_size=12", *TINY)
+    assert done.returncode == 0, done.stderr
+    found = {r["model"]: r["config"]["model"]["hidden_size"] for r in read_records(tmp_path)}
+    assert found == {"gru": 12, "lstm": 12}
+
+
+@pytest.mark.slow
+def test_a_deleted_working_folder_is_named_not_a_traceback(tmp_path):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    done = subprocess.run(["sh", "-c", f'cd "{gone}" && rmdir "{gone}" && "{sys.executable}" -m lmbench'],
+                          capture_output=True, text=True)
+    refused(done, "the current folder no longer exists")
+
+
+@pytest.mark.slow
+def test_a_runs_folder_that_is_a_file_is_refused_and_unwritable_tables_only_warn(tmp_path):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "runs").write_text("not a folder")
+    refused(lmbench(tmp_path, "model=unigram", *TINY), "hydra.run.dir=", "cannot be written")
+    (tmp_path / "results" / "runs").unlink()
+    (tmp_path / "results" / "table.md").mkdir()  # where the table file goes: it cannot be written
+    done = lmbench(tmp_path, "model=unigram", *TINY)
+    assert done.returncode == 0 and "could not be refreshed" in done.stdout + done.stderr
+    assert [r["status"] for r in read_records(tmp_path)] == ["ok"]

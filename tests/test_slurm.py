@@ -163,3 +163,11 @@ def test_a_job_reaching_its_time_limit_is_requeued_and_resumes_from_its_checkpoi
     trained = [int(n) for n in re.findall(r"\] - epoch (\d+) \|", log)]
     assert len(trained) == len(set(trained)) and set(trained) <= set(epochs)
     assert len(trained) >= len(epochs) - record["job"]["requeues"]  # at most one line lost per requeue
+
+
+def test_a_sweep_sbatch_refuses_is_one_paragraph_and_runs_nothing(cluster):
+    code, out, err = cluster.run("-m", "hydra/launcher=slurm", "hydra.launcher.partition=no_such_partition",
+                                 "model=unigram", *JOB)
+    assert code == 1 and "Traceback" not in err
+    assert "Error: sbatch refused the sweep's jobs" in err and "partition" in err
+    assert not list(cluster.results.rglob("record.json"))

@@ -24,7 +24,9 @@ from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 
 from hydra_plugins.lmbench_launchers.timing import job_config, record_failure, test_perplexity
+from lmbench.errors import UserError
 from lmbench.hardware import cpus_to_request
+from lmbench.runs.preflight import refuse
 from lmbench.runs.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,19 @@ def _squeue_job():
         watcher = SqueueWatcher(delay_s=30)
 
     return SqueueJob
+
+
+def _submitted(executor, launcher, args: list) -> list:
+    """Submit one array of jobs; a refusal by ``sbatch`` (an unknown partition, a limit) or a missing
+    ``sbatch`` is one paragraph and exit status 1, not a traceback."""
+    from submitit.core.utils import FailedJobError
+
+    try:
+        return executor.map_array(launcher, *zip(*args))
+    except (FailedJobError, OSError) as exc:
+        words = " ".join(str(exc).split()) or type(exc).__name__
+        refuse(UserError(f"sbatch refused the sweep's jobs: {words}. Check the hydra.launcher settings "
+                         "(partition, time, memory) against the cluster's limits (sinfo); nothing was run."))
 
 
 def _last_words(log_path: Path) -> str | None:
@@ -146,7 +161,7 @@ class SlurmLauncher(BaseSubmititLauncher):
             executor.update_parameters(**sbatch, cpus_per_task=cpus, mem=f"{mem_gb}GB")
             args = [(jobs[i]["overrides"], "hydra.sweep.dir", n, f"job_id_for_{n}", Singleton.get_state())
                     for i, n in members]
-            for (i, n), submitted in zip(members, executor.map_array(self, *zip(*args))):
+            for (i, n), submitted in zip(members, _submitted(executor, self, args)):
                 slurm_job = jobs[i]["slurm"] = _squeue_job()(executor.folder, submitted.job_id)
                 log.info("\t#%d : %s (SLURM job %s, %d CPU, %d GB)", n,
                          " ".join(filter_overrides(jobs[i]["overrides"])), slurm_job.job_id, cpus, mem_gb)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 from lmbench.config import validate
 from lmbench.errors import UserError
@@ -80,9 +81,14 @@ def preflight(config, run_dir: Path | None) -> None:
                 config.hydra.job_logging.handlers.file.delay = True
 
 
-def _refuse(error: UserError) -> None:
+def refuse(error: Exception) -> None:
+    """Bad input found outside a job (preflight, a launcher): one paragraph on stderr, exit 1."""
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         raise error
+    if isinstance(error, OmegaConfBaseException):
+        error = UserError(f"{str(error).splitlines()[0]}: a value of the command could not be resolved "
+                          "(an interpolation ${...} of a key or variable that does not exist or refers to "
+                          "itself, or a key removed with ~ that others use). Give a plain value.")
     print(f"Error: {error}", file=sys.stderr)
     sys.exit(1)
 
@@ -90,12 +96,15 @@ def _refuse(error: UserError) -> None:
 class Preflight(Callback):
     def on_run_start(self, config, **kwargs) -> None:
         try:
-            preflight(config, Path(str(OmegaConf.select(config, "hydra.run.dir"))))
-        except UserError as error:
-            _refuse(error)
+            run_dir = Path(str(OmegaConf.select(config, "hydra.run.dir")))
+            check_writable(run_dir, "hydra.run.dir")
+            preflight(config, run_dir)
+        except (UserError, OmegaConfBaseException) as error:
+            refuse(error)
 
     def on_multirun_start(self, config, **kwargs) -> None:
         try:
+            check_writable(Path(str(config.hydra.sweep.dir)), "hydra.sweep.dir")
             preflight(config, None)
-        except UserError as error:
-            _refuse(error)
+        except (UserError, OmegaConfBaseException) as error:
+            refuse(error)

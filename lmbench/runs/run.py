@@ -245,7 +245,11 @@ def finish(job: Job, record: dict, model, concurrent: int, earlier_jobs: int) ->
     record.update(memory=memory, finished_at=datetime.now(timezone.utc).isoformat(),
                   job=job.facts | {"concurrent_jobs": concurrent, "earlier_jobs_in_process": earlier_jobs})
     RunDir(job.run_dir).write_record(record)
-    refresh_tables(job.results_dir)
+    try:
+        refresh_tables(job.results_dir)
+    except OSError as exc:  # the tables are derived from the records: the next finished run rewrites them
+        log.warning("the tables in %s could not be refreshed (%s); the run's record is written",
+                    job.results_dir, exc)
 
 
 def _fit(job: Job) -> dict:
