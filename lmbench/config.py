@@ -82,6 +82,12 @@ SEED = Rule(lambda v: 0 <= v < 2**32, SEED_RANGE, (-1, 2**32))
 NAME = Rule(lambda v: re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}", v) is not None and ".." not in v,
             "a name of letters, digits and _ . + - (at most 64, no '..'), since it becomes part of a path",
             ("../x", "/etc", "", "a/b", "x" * 65))
+# where a corpus file lives inside the cache and the mirror: never outside them
+INSIDE = Rule(lambda v: re.fullmatch(r"[\w.+-]+(/[\w.+-]+)*", v) is not None and ".." not in v.split("/"),
+              "a relative path inside the corpus cache (names of letters, digits and _ . + -, joined by /, "
+              "no '..')", ("../x", "/etc/passwd", "", "a//b", "a/../../b"))
+SHA256 = Rule(lambda v: re.fullmatch(r"[0-9a-f]{64}", v) is not None, "64 lowercase hex digits",
+              ("", "abc", "g" * 64))
 POSITIVE = Rule(lambda v: v > 0, "positive", (0.0, -1.0))
 DROPOUT = Rule(lambda v: 0 <= v < 1, "in [0, 1)", (-0.5, 1.0))
 ADD_K = Rule(lambda v: v >= 0, ">= 0 (0 is maximum likelihood)", (-1.0,))
@@ -111,8 +117,8 @@ DECODING_ERRORS = Rule(_decodes, "a handler that decodes: strict, replace, ignor
 class SourceFile:
     """One canonical file: where it lives in the cache/mirror, its sha256, where to download it."""
 
-    path: str = MISSING
-    sha256: str = MISSING
+    path: str = option(MISSING, INSIDE)
+    sha256: str = option(MISSING, SHA256)
     url: str = MISSING
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, TINY, TINY_NETWORKS
@@ -144,3 +145,54 @@ def test_bad_numbers_are_refused_before_data_or_run_correctly(option, pick, tiny
         assert str(error).strip()
         return
     assert record["status"] in ("ok", "diverged"), record.get("error")
+
+
+def string_options() -> list[tuple[str, str, str]]:
+    """(group, option, key) of every string option of the root config and of each model and corpus
+    (``results_dir``, itself a root, left out; the optional ones named, as null has no type)."""
+    found = {("model", "unigram", key) for key in ("experiment", "published.row", "published.source")}
+    for group, options in (("", [""]), ("model", None), ("corpus", None)):
+        for option in options or sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml")):
+            chosen = [f"{group}={option}"] if group else []
+            cfg = compose(*chosen, *(["corpus.path=x"] if option == "file" else []))
+            own = (f"{group}.",) if group else ("",)
+            found |= {(group or "model", option or "unigram", key) for key, value in leaves(cfg)
+                      if isinstance(value, str) and key != "results_dir" and key.startswith(own)
+                      and (group or not key.startswith(("model.", "corpus.")))}
+    return sorted(found)
+
+
+STRINGS = string_options()
+ESCAPE = "/tmp/lmbench-escape-check"
+STRANGE = ["../escape", "../../escape", ESCAPE, "", "x" * 3000, "Zürich ✓ Ω", "a/b", "..", "~"]
+
+
+def test_the_string_options_cover_names_paths_and_files():
+    keys = {key for _, _, key in STRINGS}
+    assert {"corpus.name", "corpus.path", "corpus.encoding", "corpus.errors", "corpus.files.train.path",
+            "model.name", "experiment"} <= keys, keys
+
+
+@pytest.mark.slow
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(option=st.sampled_from(STRINGS), value=st.sampled_from(STRANGE))
+def test_no_string_value_writes_outside_the_results_and_the_cache(option, value, tiny_text_dir,
+                                                                  tmp_path_factory, monkeypatch):
+    """``../``, absolute paths, empty, very long and unicode values in every string option: refused
+    with a message, or the job runs, and nothing is written outside ``results_dir`` and the cache."""
+    group, name, key = option
+    tmp = tmp_path_factory.mktemp("strings")
+    monkeypatch.setenv("LMBENCH_CACHE", str(tmp / "cache"))
+    monkeypatch.chdir(tmp)
+    base = [f"{group}={name}"] + [o.replace("@TINY@", str(tiny_text_dir)) for o in LOCAL.get(name, [])]
+    tiny = TINY if group != "corpus" or name == "synthetic" else []
+    try:
+        cfg = compose(*base, *tiny, f"{key}='{value}'", f"results_dir={tmp / 'results'}")
+        validate(cfg)
+        if group != "corpus" or name in LOCAL:
+            run_module.run(cfg, tmp / "results" / "job")
+    except (HydraException, OmegaConfBaseException, UserError) as error:
+        assert str(error).strip()
+    roots = ("results", "cache")
+    outside = [p for p in tmp.rglob("*") if p.is_file() and p.relative_to(tmp).parts[0] not in roots]
+    assert not outside and not Path(ESCAPE).exists(), (key, value, outside)

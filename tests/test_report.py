@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -196,3 +198,18 @@ def test_runs_at_several_training_sizes_get_the_excess_over_the_floor_plot(tmp_p
     assert (points > 0).all()  # no model beats the exact floor
     assert (sweep / "plots" / "datasize_synthetic.png").stat().st_size > 10_000
     assert "plots/datasize_synthetic.png" in (sweep / "report.md").read_text()
+
+
+def test_copies_of_one_finished_job_count_once_not_as_seeds(tmp_path):
+    """Identical commands started together finish the same job three times: one run in the leaderboard
+    (no '± 0.0' over three 'seeds'), the others named in the flags."""
+    sweep = _reference_runs(tmp_path, ["9_lstm_synthetic_s0", "0_ngram_synthetic_s0"])
+    for copy in ("copy_a", "copy_b"):
+        shutil.copytree(sweep / "9_lstm_synthetic_s0", sweep / copy)
+        _edit(sweep / copy, lambda r, copy=copy: r.update(id=copy, started_at=r["started_at"] + "1"))
+    built = build(sweep)
+    report = (sweep / "report.md").read_text()
+    assert "mean of" not in report and "± sd" not in report
+    assert "2 runs repeat a job already counted" in report
+    assert "copy_a" in report and "copy_b" in report
+    assert built["records"] == 2  # the lstm and the n-gram

@@ -125,7 +125,7 @@ def build(root: Path, out: Path | None = None) -> dict:
     """Write every table, plot and the report for the records below ``root``; returns a summary."""
     out = Path(out or root)
     rundirs, skipped = find_runs(root)
-    rundirs = frames.screened(rundirs)
+    rundirs, repeated = frames.distinct(frames.screened(rundirs))
     records = [run.record for run in rundirs]
     for note in skipped:
         print(f"skipped unreadable record {note}", file=sys.stderr)
@@ -153,7 +153,7 @@ def build(root: Path, out: Path | None = None) -> dict:
         if kinds else "no runs",
         intro=_intro(records, runs, skipped),
         findings=[line for group in groups for line in group.findings] or ["No finished runs to compare."],
-        flags=tables.flags(runs, warnings + refused, skipped),
+        flags=tables.flags(runs, warnings + repeated + refused, skipped),
         groups=groups, details=tables.details(runs, pair_table, orders, out),
         diagnostics=diagnostics, environment=env)
     atomic_write_text(out / "report.md", render.markdown(report))

@@ -55,6 +55,21 @@ def screened(rundirs: list[RunDir]) -> list[RunDir]:
     return rundirs
 
 
+def distinct(rundirs: list[RunDir]) -> tuple[list[RunDir], list[str]]:
+    """The runs, each finished job once: an ``ok`` run repeating an earlier one (the same config hash
+    and corpus, e.g. identical commands started together) is left out, never counted as a seed."""
+    first = {}
+    for run in sorted(rundirs, key=lambda run: run.record.get("started_at") or ""):
+        job = (run.record.get("config_hash"), run.record["corpus"].get("fingerprint"))
+        if run.record["status"] == "ok" and None not in job:
+            first.setdefault(job, run)
+    repeated = [run for run in rundirs if run.record["status"] == "ok" and run not in first.values()
+                and None not in (run.record.get("config_hash"), run.record["corpus"].get("fingerprint"))]
+    note = [f"{len(repeated)} runs repeat a job already counted (same config and corpus) and are left "
+            f"out: {', '.join(str(run.path) for run in repeated)}."] if repeated else []
+    return [run for run in rundirs if run not in repeated], note
+
+
 def runs_table(rundirs: list[RunDir], label: dict[str, str]) -> pd.DataFrame:
     """One row per run (``records.row``; a diverged run's reason as its error), with its label and log."""
     rows = []
