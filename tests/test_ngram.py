@@ -134,13 +134,29 @@ def test_lookup_finds_each_ngram_where_it_ends(case, data):
 
 
 def test_a_large_vocabulary_counted_in_pieces_gives_the_one_piece_tables():
-    """The issue's case in small: 1.3M types, keys past 2**31 from the second piece on."""
+    """The issue's case in small: 1.3M types, keys past 2**31 from the second piece on (and, in 70
+    pieces, ``KeyIds`` runs joined)."""
     tokens = np.random.default_rng(0).integers(0, 1_300_000, 30_000).astype(np.int32)
-    whole, pieced = (tables.count(tables.pieces(np.array_split(tokens, k), None, 1_300_000), 3, 1_300_001)
-                     for k in (1, 7))
-    for a, b in zip(whole, pieced):
-        assert np.array_equal(a.keys, b.keys) and np.array_equal(a.counts, b.counts)
-        assert np.array_equal(a.suffix, b.suffix)
+    whole, *pieced = (tables.count(tables.pieces(np.array_split(tokens, k), None, 1_300_000), 3, 1_300_001)
+                      for k in (1, 7, 70))
+    for other in pieced:
+        for a, b in zip(whole, other):
+            assert np.array_equal(a.keys, b.keys) and np.array_equal(a.counts, b.counts)
+            assert np.array_equal(a.suffix, b.suffix)
+
+
+def test_key_ids_number_keys_by_first_appearance_over_many_calls():
+    """``KeyIds`` over 80 calls (runs joined up to the second level) numbers keys as a dict would,
+    -1 staying -1."""
+    rng = np.random.default_rng(0)
+    numbering, expected = tables.KeyIds(), {}
+    for _ in range(80):
+        keys = np.concatenate([rng.integers(-1, 500, 100), rng.integers(0, 2**62, 100)])
+        rng.shuffle(keys)
+        ids = numbering.ids(keys, tables.MAX_KEY)
+        assert ids.tolist() == [-1 if k < 0 else expected.setdefault(k, len(expected)) for k in keys.tolist()]
+    assert len(numbering) == len(expected) and numbering.keys().tolist() == list(expected)
+    assert numbering.levels[0] == 2
 
 
 @pytest.mark.parametrize("corrupt, problem", [
