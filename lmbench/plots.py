@@ -1,4 +1,4 @@
-"""Figures of the comparison report, drawn from run records with matplotlib (PNG files). Every
+"""Figures of the comparison report and of the diagnostics, drawn with matplotlib (PNG files). Every
 family keeps one colour in every figure and in the HTML tables (``colour``)."""
 
 from __future__ import annotations
@@ -13,15 +13,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 from matplotlib.colors import ListedColormap, to_hex  # noqa: E402
-from matplotlib.ticker import (  # noqa: E402
-    EngFormatter,
-    FuncFormatter,
-    LogLocator,
-    MaxNLocator,
-    NullFormatter,
-    PercentFormatter,
-)
 from matplotlib.transforms import Bbox  # noqa: E402
 
 from lmbench.files import atomic_write  # noqa: E402
@@ -35,9 +28,16 @@ KIND_COLOURS = {"better": "#b9e3b0", "worse": "#f5b9b2", "ns": "#e4e4e4", "none"
 
 def colour(family: str) -> str:
     """The family's colour: fixed for the built-in families, a stable pick from tab20 otherwise."""
-    if family in COLOURS:
-        return COLOURS[family]
-    return to_hex(plt.get_cmap("tab20")(zlib.crc32(family.encode()) % 20))
+    return COLOURS[family] if family in COLOURS else \
+        to_hex(plt.get_cmap("tab20")(zlib.crc32(family.encode()) % 20))
+
+
+def run_colours(results: list[dict]) -> list[str]:
+    """A colour per diagnosed run: its family's, unless the family is unknown or appears more than
+    once (then one from the default cycle by position)."""
+    families = [r["family"] for r in results]
+    return [COLOURS[f] if f in COLOURS and families.count(f) == 1 else f"C{i % 10}"
+            for i, f in enumerate(families)]
 
 
 def short_names(labels) -> tuple[dict, str]:
@@ -57,11 +57,10 @@ def file_name(stem: str) -> str:
     return (safe if safe == stem else f"{safe}_{zlib.crc32(stem.encode()):08x}") + ".png"
 
 
-def _save(fig, folder: Path, stem: str, layout: bool = True) -> Path:
+def save(fig, path: Path, layout: bool = True) -> Path:
     """Write the figure atomically (a link already at its name is replaced, never written through)."""
     if layout:
         fig.tight_layout()
-    path = folder / file_name(stem)
     atomic_write(path, lambda f: fig.savefig(f, dpi=110, format="png"), binary=True)
     plt.close(fig)
     return path
@@ -75,16 +74,15 @@ def _floor_line(ax, floors: dict, corpus: str, what: str = "oracle (floor)") -> 
 def _log_axis(axis, unit: str = "") -> None:
     """A log axis labelled like the tables (``200 k``, ``1 M``, ``50 s``), with as many ticks per
     decade as its span leaves room for. Call it once the axis limits are set."""
-    ax = axis.axes
-    low, high = ax.get_xlim() if axis is ax.xaxis else ax.get_ylim()
+    low, high = axis.get_view_interval()
     if not 0 < low < high < math.inf:  # nothing finite drawn on it: matplotlib's own ticks
         return
     decades = math.log10(high / low)
     subs = (tuple(range(1, 10)) if decades < 0.6 else (1, 2, 3, 5) if decades < 1.2
             else (1, 2, 5) if decades < 2.5 else (1,))
-    axis.set_major_locator(LogLocator(subs=subs))
-    axis.set_major_formatter(EngFormatter(unit=unit, sep=" "))
-    axis.set_minor_formatter(NullFormatter())
+    axis.set_major_locator(ticker.LogLocator(subs=subs))
+    axis.set_major_formatter(ticker.EngFormatter(unit=unit, sep=" "))
+    axis.set_minor_formatter(ticker.NullFormatter())
 
 
 def _label_points(ax, points: list[tuple]) -> None:
@@ -139,7 +137,7 @@ def learning_curves(histories: pd.DataFrame, flat: pd.DataFrame, floors: dict, f
         by_tokens.set_ylabel("validation perplexity (log scale)")
         by_tokens.legend(fontsize=8)
         fig.suptitle(f"{corpus}{tag}: validation perplexity during training (one line per seed)")
-        paths.append(_save(fig, folder, f"curves_{corpus}"))
+        paths.append(save(fig, folder / file_name(f"curves_{corpus}")))
     return paths
 
 
@@ -159,14 +157,8 @@ def data_size(points: pd.DataFrame, folder: Path) -> list[Path]:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
         ax.set_title(f"{corpus}: excess loss over the exact floor against training-set size")
-        paths.append(_save(fig, folder, f"datasize_{corpus}"))
+        paths.append(save(fig, folder / file_name(f"datasize_{corpus}")))
     return paths
-
-
-def _pareto(points: pd.DataFrame, x: str) -> pd.DataFrame:
-    """Points no other point beats on both ``x`` and test perplexity (lower is better)."""
-    ordered = points.sort_values([x, "test_ppl"])
-    return ordered[ordered.test_ppl <= ordered.test_ppl.cummin()]
 
 
 def tradeoffs(summary: pd.DataFrame, floors: dict, folder: Path) -> list[Path]:
@@ -179,14 +171,14 @@ def tradeoffs(summary: pd.DataFrame, floors: dict, folder: Path) -> list[Path]:
         panels = ((axes[0], "params", "parameters (log scale)", ""),
                   (axes[1], "train_s", "training time per run (log scale)", "s"))
         for ax, x, xlabel, unit in panels:
-            points = frame.dropna(subset=[x])
-            points = points[points[x] > 0]
+            points = frame[frame[x] > 0]  # neither missing nor off a log axis
             for row in points.itertuples():  # the interval (from 16-bit losses) may miss the seeds' mean
                 ax.errorbar(getattr(row, x), row.test_ppl, fmt="o", color=colour(row.family),
                             yerr=[[max(0, row.test_ppl - row.ci_lo)], [max(0, row.ci_hi - row.test_ppl)]]
                             if row.ci_lo == row.ci_lo else None, capsize=3, markersize=6)
             if len(points) > 1:
-                front = _pareto(points, x)
+                front = points.sort_values([x, "test_ppl"])
+                front = front[front.test_ppl <= front.test_ppl.cummin()]  # nothing beats these on both
                 ax.step(front[x], front.test_ppl, where="post", color="#555555", linewidth=1,
                         linestyle="-.", label="Pareto front", zorder=0)
             _floor_line(ax, floors, corpus)
@@ -200,10 +192,9 @@ def tradeoffs(summary: pd.DataFrame, floors: dict, folder: Path) -> list[Path]:
         fig.suptitle(f"{corpus}{tag}: accuracy against size and training cost (bars: 95% interval)")
         fig.tight_layout()
         for ax, x, *_ in panels:
-            points = frame.dropna(subset=[x])
             _label_points(ax, [(getattr(r, x), r.test_ppl, names[r.label], colour(r.family))
-                               for r in points[points[x] > 0].itertuples()])
-        paths.append(_save(fig, folder, f"tradeoffs_{corpus}", layout=False))
+                               for r in frame[frame[x] > 0].itertuples()])
+        paths.append(save(fig, folder / file_name(f"tradeoffs_{corpus}"), layout=False))
     return paths
 
 
@@ -224,10 +215,8 @@ def significance(name: str, title: str, families: list[str], text: pd.DataFrame,
                     ha="center", va="center", fontsize=8)
     ax.set_xticks(range(len(order)), [names[o] for o in order], rotation=30, ha="right")
     ax.set_yticks(range(len(order)), [names[o] for o in order])
-    for ticks in (ax.get_xticklabels(), ax.get_yticklabels()):
-        for label, family in zip(ticks, families):
-            label.set_color(colour(family))
-            label.set_fontweight("bold")
+    for label, family in zip([*ax.get_xticklabels(), *ax.get_yticklabels()], families * 2):
+        label.set(color=colour(family), fontweight="bold")
     ax.set_xticks([x - 0.5 for x in range(1, len(order))], minor=True)
     ax.set_yticks([y - 0.5 for y in range(1, len(order))], minor=True)
     ax.grid(which="minor", color="white", linewidth=2)
@@ -235,7 +224,7 @@ def significance(name: str, title: str, families: list[str], text: pd.DataFrame,
     ax.set(xlabel="column model", ylabel="row model")
     ax.set_title(f"{title}{tag}: row − column test loss (nats/token)\n"
                  "green: row significantly better · red: worse · grey: not significant", fontsize=9)
-    return _save(fig, folder, f"significance_{name}")
+    return save(fig, folder / file_name(f"significance_{name}"))
 
 
 def ngram_growth(orders: pd.DataFrame, folder: Path) -> list[Path]:
@@ -247,17 +236,16 @@ def ngram_growth(orders: pd.DataFrame, folder: Path) -> list[Path]:
         for label, run in frame.groupby("label"):
             family = run.model.iloc[0]
             run = run.groupby("order", as_index=False).mean(numeric_only=True)
-            storage.plot(run.order, run.cumulative_mb, marker="o", label=names[label], color=colour(family))
-            sparsity.plot(run.order, run.test_unseen_fraction, marker="o", label=names[label],
-                          color=colour(family))
+            for ax, y in ((storage, run.cumulative_mb), (sparsity, run.test_unseen_fraction)):
+                ax.plot(run.order, y, marker="o", label=names[label], color=colour(family))
         storage.set(xlabel="order n", ylabel="model storage up to order n (log scale)", yscale="log")
-        storage.yaxis.set_major_formatter(FuncFormatter(lambda mb, _: f"{mb:g} MB"))
+        storage.yaxis.set_major_formatter(ticker.FuncFormatter(lambda mb, _: f"{mb:g} MB"))
         sparsity.set(xlabel="order n", ylabel="test n-grams unseen in training", ylim=(0, 1))
-        sparsity.yaxis.set_major_formatter(PercentFormatter(1.0))
+        sparsity.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
         for ax in (storage, sparsity):
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8, loc="lower right")
         fig.suptitle(f"{corpus}{tag}: n-gram storage growth and sparsity")
-        paths.append(_save(fig, folder, f"ngram_{corpus}"))
+        paths.append(save(fig, folder / file_name(f"ngram_{corpus}")))
     return paths

@@ -7,7 +7,5 @@
 * ``cells``: hidden units whose activation tracks a known feature of the text (inside a span,
   inside quotes, position in line, ...), ranked by correlation and shown over the text.
 
-``python -m lmbench.diagnose <run_dir> [...] what=gradients|memory|cells`` writes each run's files
-into ``<run_dir>/diagnostics/`` and a summary into ``record["diagnostics"][what]``; figures
-comparing several runs go into ``<common parent>/diagnostics/`` (see ``__main__``).
+``python -m lmbench.diagnose`` runs them on finished runs (see ``__main__``).
 """

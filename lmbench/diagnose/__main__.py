@@ -33,13 +33,6 @@ from lmbench.runs.rundir import RunDir
 DIAGNOSTICS = {"gradients": gradients, "memory": memory, "cells": cells}
 
 
-def options(args: list[str]) -> tuple[list[str], dict[str, str]]:
-    """Run folders and ``key=value`` options from the command line."""
-    paths = [a for a in args if "=" not in a]
-    pairs = dict(a.split("=", 1) for a in args if "=" in a)
-    return paths, pairs
-
-
 def parameters(fn) -> dict[str, inspect.Parameter]:
     """The options a ``diagnose(run, ...)`` function takes: all its parameters but the run."""
     return dict(list(inspect.signature(fn).parameters.items())[1:])
@@ -64,15 +57,9 @@ def keyword_args(what: str, given: dict[str, str]) -> dict:
     return out
 
 
-def common_folder(runs: list[RunDir]) -> Path:
-    """Where figures comparing several runs go: ``diagnostics/`` in the runs' common parent folder."""
-    out = Path(os.path.commonpath([r.path.resolve().parent for r in runs])) / FOLDER
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def compare(what: str, results: list[dict], runs: list[RunDir]) -> None:
-    """One figure per corpus with a curve per run, in the runs' common ``diagnostics/`` folder."""
+    """One figure per corpus with a curve per run, in ``diagnostics/`` of the runs' common parent folder."""
+    folder = Path(os.path.commonpath([r.path.resolve().parent for r in runs])) / FOLDER
     labels = [run.label for run in runs]
     by_corpus = defaultdict(list)
     for run, result in zip(runs, results):
@@ -81,7 +68,7 @@ def compare(what: str, results: list[dict], runs: list[RunDir]) -> None:
                 result = {**result, "label": f"{run.label} ({run.path.name})"}
             by_corpus[(run.corpus.name, run.corpus.fingerprint[:8])].append(result)
     for (name, fingerprint), found in by_corpus.items():
-        path = DIAGNOSTICS[what].plot(found, common_folder(runs) / f"{what}_{name}_{fingerprint}.png")
+        path = DIAGNOSTICS[what].plot(found, folder / f"{what}_{name}_{fingerprint}.png")
         print(f"{what}: comparison figure {path}")
 
 
@@ -108,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lmbench.diagnose", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("items", nargs="+", metavar="RUN_DIR|key=value")
-    paths, given = options(parser.parse_args(argv).items)
+    items = parser.parse_args(argv).items
+    paths, given = [a for a in items if "=" not in a], dict(a.split("=", 1) for a in items if "=" in a)
     what = given.pop("what", "all")
     chosen = list(DIAGNOSTICS) if what == "all" else [what]
     try:

@@ -11,22 +11,34 @@ token*:
 * other text: inside double quotes (reset at a line end, as in code and dialogue lines), inside
   parentheses, position in the line, and at character level the line's indentation.
 
-The top units and their correlations go into the record; ``cells.html`` and ``cells.png`` colour the
-text by a chosen unit's activation (``lmbench.diagnose.views``).
+The top units and their correlations go into the record; ``cells.html`` (hover a token for its
+values) and ``cells.png`` (which also traces the activation against the feature) colour the text by a
+chosen unit's activation in matplotlib's ``RdBu``: red for −1, white for 0, blue for +1, the activation
+divided by the unit's largest magnitude over the text shown (tanh units are already in [−1, 1]; an
+LSTM cell is not bounded).
 """
 
 from __future__ import annotations
 
+import html
+from pathlib import Path
+
+import matplotlib.colors
 import numpy as np
 import torch
+from matplotlib.patches import Rectangle
 
 from lmbench.corpora import EOS
 from lmbench.corpora.synthetic import SyntheticProcess
-from lmbench.diagnose.views import html_block, write_html, write_png
 from lmbench.errors import UserError
+from lmbench.plots import plt, save
 from lmbench.train import state_tensors
 
 TOP = 5  # units kept per feature
+CMAP = plt.get_cmap("RdBu")
+WIDTH = 110  # characters per line of the PNG's text panel
+NEWLINE = "↵"
+DARK = 0.6  # above this |activation| the background is dark enough for white text
 
 
 def activations(model, ids: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -76,13 +88,6 @@ def text_features(tokens: list[str], level: str) -> dict[str, np.ndarray]:
     return {name: values[:, j] for j, name in enumerate(names)}
 
 
-def features(corpus, ids: np.ndarray) -> dict[str, np.ndarray]:
-    tokens = corpus.vocab.decode(ids)
-    if "synthetic" in corpus.meta:
-        return synthetic_features(corpus, tokens)
-    return text_features(tokens, corpus.level)
-
-
 def _standardise(x: np.ndarray) -> np.ndarray:
     """Columns scaled to mean 0 and unit variance; a constant column becomes all zeros."""
     std = x.std(axis=0)
@@ -96,15 +101,15 @@ def correlations(acts: np.ndarray, feature: np.ndarray) -> np.ndarray:
     return _standardise(acts[kept].astype(float)).T @ _standardise(feature[kept]) / max(1, kept.sum())
 
 
-def rank(acts: np.ndarray, labels: list[str], found: dict[str, np.ndarray], top: int = TOP) -> dict:
-    """Per feature that varies over the text, its ``top`` units by |correlation|, strongest first."""
+def rank(acts: np.ndarray, labels: list[str], found: dict[str, np.ndarray]) -> dict:
+    """Per feature that varies over the text, its TOP units by |correlation|, strongest first."""
     ranking = {}
     for name, feature in found.items():
         if not np.nanstd(feature) > 0:
             continue
         r = correlations(acts, feature)
         ranking[name] = [{"unit": labels[j], "index": int(j), "corr": float(r[j])}
-                         for j in np.argsort(-np.abs(r), kind="stable")[:top]]
+                         for j in np.argsort(-np.abs(r), kind="stable")[:TOP]]
     return ranking
 
 
@@ -122,7 +127,9 @@ def diagnose(run, split: str = "test", tokens: int = 20_000, unit: str | None = 
     corpus = run.corpus
     ids = corpus.splits[split][:tokens]
     acts, labels = activations(model, ids)
-    found = features(corpus, ids)
+    text = corpus.vocab.decode(ids)
+    found = (synthetic_features(corpus, text) if "synthetic" in corpus.meta
+             else text_features(text, corpus.level))
     ranking = rank(acts, labels, found)
     feature = feature or next(iter(ranking))
     if feature not in found:
@@ -156,8 +163,85 @@ def _write_views(run, ids, acts, labels, found, ranking, summary: dict, show: in
         heading = f"unit {u}: " + "; ".join(f"correlation {r:+.2f} with '{f}'" for f, r in pairs.items())
         first = found[next(iter(pairs))][:show]  # the feature a hovered token reports
         blocks.append(html_block(text, corpus.level, acts[:show, labels.index(u)], first, heading))
+    heading = html.escape(f"Interpretable cells: {title}")
+    style = ("body{font-family:sans-serif;max-width:70em;margin:2em auto}"
+             ".text{font-family:monospace;white-space:pre-wrap;line-height:1.6;border:1px solid #ccc;"
+             "padding:.5em}")
     folder = run.diagnostics_folder()
-    write_html(folder / "cells.html", f"Interpretable cells: {title}", blocks)
+    (folder / "cells.html").write_text(
+        f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{heading}</title><style>{style}</style>"
+        f"</head><body>\n<h1>{heading}</h1>\n<p>Background: the unit's activation (red −1, white 0, blue +1, "
+        "scaled by the unit's largest magnitude). Hover a token for its values.</p>\n"
+        + "".join(blocks) + "</body></html>\n")
     write_png(folder / "cells.png", text, corpus.level, acts[:show, labels.index(unit)],
               found[feature][:show], f"{title}: unit {unit}, correlation {corr:+.2f} with '{feature}'",
               feature)
+
+
+def ink(v: float) -> str:
+    return "white" if abs(v) > DARK else "black"
+
+
+def scaled(values: np.ndarray) -> np.ndarray:
+    """Activations in [-1, 1]: divided by their largest magnitude."""
+    peak = np.abs(values).max()
+    return values / peak if peak > 0 else values
+
+
+def pieces(tokens: list[str], level: str) -> list[tuple[str, bool]]:
+    """What to draw for each token, and whether a line break follows it. Words are followed by a
+    space; a line end shows as ``↵``; a tab as four spaces."""
+    return [(NEWLINE, True) if t in ("\n", EOS)
+            else (t.replace("\t", "    ") if level == "char" else t + " ", False) for t in tokens]
+
+
+def html_block(tokens: list[str], level: str, values: np.ndarray, feature: np.ndarray, title: str) -> str:
+    """One unit's activation over ``tokens`` as a block of coloured spans."""
+    spans = []
+    for (text, breaks), raw, v, f in zip(pieces(tokens, level), values, scaled(values), feature):
+        rgb = matplotlib.colors.to_hex(CMAP((v + 1) / 2))
+        spans.append(f"<span style='background:{rgb};color:{ink(v)}' "
+                     f"title='activation {raw:+.3f} | feature {f:g}'>{html.escape(text)}</span>"
+                     + ("<br>" if breaks else ""))
+    return f"<h2>{html.escape(title)}</h2>\n<div class='text'>{''.join(spans)}</div>\n"
+
+
+def _layout(tokens: list[str], level: str) -> list[tuple[str, int, int]]:
+    """(text, column, row) of every token, wrapped at WIDTH characters."""
+    placed, col, row = [], 0, 0
+    for text, breaks in pieces(tokens, level):
+        if col + len(text) > WIDTH:
+            col, row = 0, row + 1
+        placed.append((text, col, row))
+        col += len(text)
+        if breaks:
+            col, row = 0, row + 1
+    return placed
+
+
+def write_png(path: Path, tokens: list[str], level: str, values: np.ndarray, feature: np.ndarray,
+              title: str, feature_name: str) -> Path:
+    """Coloured text above a trace of the activation and the feature over the same tokens."""
+    placed = _layout(tokens, level)
+    rows = placed[-1][2] + 1 if placed else 1
+    width_in = 14.0
+    fontsize = width_in * 0.96 / WIDTH * 72 / 0.6  # a character's width in points; it is about 0.6 em
+    line_in = fontsize * 1.5 / 72
+    fig, (text_ax, trace) = plt.subplots(
+        2, 1, figsize=(width_in, rows * line_in + 3.2),
+        gridspec_kw={"height_ratios": [rows * line_in, 2.4]})
+    for (text, col, row), v in zip(placed, scaled(values)):
+        text_ax.add_patch(Rectangle((col, row), len(text), 1, color=CMAP((v + 1) / 2), linewidth=0))
+        text_ax.text(col, row + 0.5, text, fontsize=fontsize, family="monospace", va="center",
+                     ha="left", color=ink(v))
+    text_ax.set(xlim=(0, WIDTH), ylim=(rows, 0), title=title)
+    text_ax.axis("off")
+    x = np.arange(len(values))
+    trace.plot(x, values, color="tab:blue", linewidth=1, label="activation")
+    trace.set(xlim=(0, max(1, len(values) - 1)), xlabel="token", ylabel="activation")
+    other = trace.twinx()
+    other.step(x, feature, where="mid", color="black", linewidth=1, alpha=0.6, label=feature_name)
+    other.set_ylabel(feature_name)
+    handles = trace.get_legend_handles_labels()[0] + other.get_legend_handles_labels()[0]
+    trace.legend(handles=handles, fontsize=8, loc="upper right")
+    return save(fig, path)

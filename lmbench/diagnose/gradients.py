@@ -35,17 +35,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lmbench.diagnose.figures import colours, plt, save
 from lmbench.errors import UserError
+from lmbench.plots import plt, run_colours, save
 from lmbench.train import state_tensors
 
 EXPLODE = 10.0  # growth over the k = 1 norm that counts as an exploding gradient
 TINY = 1e-300  # floor for a norm that is exactly 0 (e.g. dead relu units) before taking logs
-
-
-def _leaf(state):
-    leaves = [s.detach().requires_grad_() for s in state_tensors(state)]
-    return tuple(leaves) if isinstance(state, tuple) else leaves[0]
 
 
 def window_norms(net, tokens: torch.Tensor, warmup: int) -> tuple[np.ndarray, float]:
@@ -55,7 +50,8 @@ def window_norms(net, tokens: torch.Tensor, warmup: int) -> tuple[np.ndarray, fl
     inputs, target = tokens[:-1], tokens[-1]
     with torch.no_grad():
         _, state = net(inputs[:warmup], None)
-    state, states = _leaf(state), []
+    leaves, states = [s.detach().requires_grad_() for s in state_tensors(state)], []
+    state = tuple(leaves) if isinstance(state, tuple) else leaves[0]
     for t in range(warmup, len(inputs)):
         logits, state = net(inputs[t:t + 1], state)
         for s in state_tensors(state):
@@ -81,12 +77,10 @@ def flow(model, ids: np.ndarray, clip: float, distance: int = 100, windows: int 
                         f"{length} tokens; lower distance= or rows=.")
     data = torch.as_tensor(np.asarray(ids[:streams * rows], dtype=np.int64)).view(rows, streams).t()
     net = copy.deepcopy(model.net).double().eval()
-    norms, scales = [], []
-    for start in np.linspace(0, streams - length, windows).astype(int):
-        window, param_norm = window_norms(net, data[start:start + length], warmup)
-        norms.append(window)
-        scales.append(min(1.0, clip / param_norm) if clip > 0 and param_norm > 0 else 1.0)
-    norms = np.stack(norms).transpose(0, 2, 1)  # (windows, rows, K)
+    found = [window_norms(net, data[start:start + length], warmup)
+             for start in np.linspace(0, streams - length, windows).astype(int)]
+    scales = [min(1.0, clip / norm) if clip > 0 and norm > 0 else 1.0 for _, norm in found]
+    norms = np.stack([window for window, _ in found]).transpose(0, 2, 1)  # (windows, rows, K)
     finite = np.isfinite(norms).all(axis=2)
     logs = np.log(np.maximum(norms[finite], TINY))  # (finite samples, K)
     curve = logs.mean(axis=0)
@@ -132,11 +126,10 @@ def plot(results: list[dict], path, clipped: bool = False):
     """Log-scale norm against distance: per result a solid trained curve and a dashed one at
     initialisation (and, with ``clipped``, the trained curve after clipping, dotted)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r, c in zip(results, colours(results)):
+    for r, c in zip(results, run_colours(results)):
         for when, style in (("trained", "-"), ("init", "--")):
-            rate = r[when]["decay_rate"]
             ax.plot(r[when]["distance"], r[when]["norm"], style, color=c,
-                    label=f"{r['label']} {when} (decay {rate:.3f}/step)")
+                    label=f"{r['label']} {when} (decay {r[when]['decay_rate']:.3f}/step)")
         if clipped:
             ax.plot(r["trained"]["distance"], r["trained"]["norm_clipped"], ":", color=c,
                     label=f"{r['label']} trained, clipped at {r['clip']:g}")

@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 
 from lmbench import models
 from lmbench.corpora.synthetic import SyntheticProcess
-from lmbench.diagnose.figures import colours, plt, save
+from lmbench.plots import plt, run_colours, save
 
 EDGES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, math.inf)
 MIN_CLOSERS = 20  # bins with fewer closers are too noisy to plot or to define the effective memory
@@ -44,8 +44,7 @@ def closer_excess(model, corpus, ids: np.ndarray, batch_size: int = 64) -> dict:
     starts = np.zeros(1, dtype=np.int64)  # one stream from the process's initial state
     oracle = models.build("oracle", OmegaConf.create({"name": "oracle"}), corpus)
     excess = oracle.log_probs(ids, starts, batch_size) - model.log_probs(ids, starts, batch_size)
-    process = SyntheticProcess(corpus.meta["synthetic"])
-    distance = process.latents(corpus.vocab.decode(ids))["distance"]
+    distance = SyntheticProcess(corpus.meta["synthetic"]).latents(corpus.vocab.decode(ids))["distance"]
     closers = distance > 0
     return {"distance": distance[closers], "excess": excess[closers], "mean_excess": float(excess.mean())}
 
@@ -111,13 +110,13 @@ def diagnose(run, split: str = "probe", tokens: int = 100_000) -> dict | None:
 def plot(results: list[dict], path):
     """Excess loss against distance (log x), one curve per result, its effective memory marked."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r, c in zip(results, colours(results)):
-        d = [b["distance"] for b in r["bins"]]
-        ax.errorbar(d, [b["excess"] for b in r["bins"]], yerr=[b["sem"] for b in r["bins"]], color=c,
-                    marker="o", markersize=3, capsize=2,
-                    label=f"{r['label']} (effective memory {_fmt(r['effective_memory'])})")
-        if r["effective_memory"] is not None:
-            ax.axvline(r["effective_memory"], color=c, linestyle=":", linewidth=1)
+    for r, c in zip(results, run_colours(results)):
+        found = r["effective_memory"]
+        ax.errorbar([b["distance"] for b in r["bins"]], [b["excess"] for b in r["bins"]],
+                    yerr=[b["sem"] for b in r["bins"]], color=c, marker="o", markersize=3, capsize=2,
+                    label=f"{r['label']} (effective memory {'n/a' if found is None else f'{found:.1f}'})")
+        if found is not None:
+            ax.axvline(found, color=c, linestyle=":", linewidth=1)
     ax.axhline(results[0]["forgetting_cost"], color="black", linestyle="--", linewidth=1,
                label="ln(delimiter types): the opener forgotten")
     ax.axhline(0, color="gray", linewidth=0.5)
@@ -127,7 +126,3 @@ def plot(results: list[dict], path):
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     return save(fig, path)
-
-
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.1f}"

@@ -27,10 +27,6 @@ from lmbench.runs.rundir import DIAGNOSTICS, RunDir, find_runs
 __all__ = ["build", "main"]
 
 
-def _tex(frame: pd.DataFrame) -> str:
-    return frame.to_latex(index=False, float_format="%.4g", na_rep="--") if not frame.empty else ""
-
-
 def _diagnostics(root: Path, rundirs: list[RunDir], label: dict[str, str], folder: Path) -> tuple:
     """Copies of the PNGs ``python -m lmbench.diagnose`` left beside records, and of its comparison
     plots (in ``diagnostics/`` folders of the runs' common parent); and a warning for each PNG refused
@@ -53,8 +49,8 @@ def _diagnostics(root: Path, rundirs: list[RunDir], label: dict[str, str], folde
     return copies, refused
 
 
-def _figures(*, rundirs, label, runs, summary, orders, groups, floor, folder) -> list[list[Path]]:
-    """Draw every plot; returns each group's figures (its corpus's)."""
+def _figures(*, rundirs, label, runs, summary, orders, groups, floor, folder) -> list[tables.Group]:
+    """Draw every plot; returns the groups, each with its figures (its corpus's)."""
     folder.mkdir(parents=True, exist_ok=True)
     drawn = []
     curves = frames.histories(rundirs, label)
@@ -68,9 +64,7 @@ def _figures(*, rundirs, label, runs, summary, orders, groups, floor, folder) ->
             family=lambda f: f.label.map(family)), floor, folder)
     if not orders.empty:
         drawn += plots.ngram_growth(orders, folder)
-    sizes = frames.data_size([run.record for run in rundirs])
-    if not sizes.empty:
-        drawn += plots.data_size(sizes, folder)
+    drawn += plots.data_size(frames.data_size([run.record for run in rundirs]), folder)
     figures = []
     for n, group in enumerate(groups):
         first = next(g for g in groups if g.corpus == group.corpus) is group
@@ -81,20 +75,18 @@ def _figures(*, rundirs, label, runs, summary, orders, groups, floor, folder) ->
             name = group.corpus if alone else f"{group.corpus}_{n}"
             mine.insert(1 if first else 0, plots.significance(
                 name, group.title, group.families, group.matrix, group.matrix_kind, folder))
-        figures.append(mine)
+        figures.append(replace(group, figures=mine))
     return figures
 
 
-def _shown(label, runs, summary, pair_table, published) -> tuple:
+def _shown(label, runs, summary, published, pair_table) -> tuple:
     """Labels and frames with the experiment tag every label shares dropped (the intro names it)."""
     if runs.empty:
-        return label, runs, summary, pair_table, published
+        return label, runs, summary, published, pair_table
     names, _ = plots.short_names(runs.label)
-    rename = {"label": names, "model": names, "model_a": names, "model_b": names, "better": names}
     return ({run: names[name] for run, name in label.items()}, runs.replace({"label": names}),
-            summary.replace({"model": names}),
-            pair_table.replace({k: v for k, v in rename.items() if k in pair_table}),
-            published.replace({"model": names}) if not published.empty else published)
+            summary.replace({"model": names}), published.replace({"model": names}),
+            pair_table.replace(dict.fromkeys(["model_a", "model_b", "better"], names)))
 
 
 def _write_full_precision(out: Path, runs: pd.DataFrame, summary, pair_table, published) -> None:
@@ -111,14 +103,8 @@ def _write_full_precision(out: Path, runs: pd.DataFrame, summary, pair_table, pu
         full["published"] = published
     for name, frame in full.items():
         atomic_write_text(out / f"{name}.csv", frame.to_csv(index=False))
-        atomic_write_text(out / f"{name}.tex", _tex(frame))
-
-
-def _intro(records: list[dict], runs: pd.DataFrame, skipped: list[str]) -> str:
-    experiments = sorted({r.get("experiment") for r in records if r.get("experiment")})
-    ok = int((runs.status == "ok").sum()) if not runs.empty else 0
-    of = f" of experiment={', '.join(experiments)}" if experiments else ""
-    return f"{len(records)} runs ({ok} ok){of}; {len(skipped)} unreadable records skipped."
+        atomic_write_text(out / f"{name}.tex", frame.to_latex(index=False, float_format="%.4g", na_rep="--")
+                          if not frame.empty else "")
 
 
 def build(root: Path, out: Path | None = None) -> dict:
@@ -137,33 +123,32 @@ def build(root: Path, out: Path | None = None) -> dict:
     pair_table, published = frames.pairs(rundirs, label), frames.published_rows(rundirs, label)
     _write_full_precision(out, runs, summary, pair_table, published)
 
-    label, runs, summary, pair_table, published = _shown(label, runs, summary, pair_table, published)
+    label, runs, summary, published, pair_table = _shown(label, runs, summary, published, pair_table)
     floor, budgets = frames.floors(records), frames.budgets(runs) if records else {}
     groups = tables.groups(summary, runs, pair_table, floor, budgets, published)
     orders = frames.ngram_orders(rundirs, label)
     if records:
-        figures = _figures(rundirs=rundirs, label=label, runs=runs, summary=summary, orders=orders,
-                           groups=groups, floor=floor, folder=out / "plots")
-        groups = [replace(group, figures=drawn) for group, drawn in zip(groups, figures)]
+        groups = _figures(rundirs=rundirs, label=label, runs=runs, summary=summary, orders=orders,
+                          groups=groups, floor=floor, folder=out / "plots")
     diagnostics, refused = _diagnostics(root, rundirs, label, out / "plots")
     kinds, corpora = sorted(set(budgets.values())), sorted(set(runs.corpus)) if records else []
+    experiments = ", ".join(sorted({r.get("experiment") for r in records if r.get("experiment")}))
+    ok = int((runs.status == "ok").sum()) if records else 0
     report = render.Report(
         title="lmbench report" + (f": {', '.join(corpora)}" if corpora else ""),
         kind=kinds[0] if len(kinds) == 1 else "different budgets per corpus (see each leaderboard)"
         if kinds else "no runs",
-        intro=_intro(records, runs, skipped),
+        intro=f"{len(records)} runs ({ok} ok)" + (f" of experiment={experiments}" if experiments else "")
+        + f"; {len(skipped)} unreadable records skipped.",
         findings=[line for group in groups for line in group.findings] or ["No finished runs to compare."],
         flags=tables.flags(runs, warnings + repeated + refused, skipped),
         groups=groups, details=tables.details(runs, pair_table, orders, out),
         diagnostics=diagnostics, environment=env)
     atomic_write_text(out / "report.md", render.markdown(report))
     atomic_write_text(out / "report.html", render.page(report))
-    failed = runs[runs.status != "ok"] if records else runs
-    failures = [f"{row.status}: {row.label} seed {row.seed} ({row.command}) {row.error}".rstrip()
-                for row in failed.itertuples()]
     figures = [f for group in groups for f in group.figures] + diagnostics
     return {"records": len(records), "skipped": len(skipped), "figures": [str(f) for f in figures],
-            "console": render.console(report, failures)}
+            "console": render.console(report)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -58,13 +58,12 @@ def screened(rundirs: list[RunDir]) -> list[RunDir]:
 def distinct(rundirs: list[RunDir]) -> tuple[list[RunDir], list[str]]:
     """The runs, each finished job once: an ``ok`` run repeating an earlier one (the same config hash
     and corpus, e.g. identical commands started together) is left out, never counted as a seed."""
-    first = {}
+    first, later = {}, []
     for run in sorted(rundirs, key=lambda run: run.record.get("started_at") or ""):
         job = (run.record.get("config_hash"), run.record["corpus"].get("fingerprint"))
-        if run.record["status"] == "ok" and None not in job:
-            first.setdefault(job, run)
-    repeated = [run for run in rundirs if run.record["status"] == "ok" and run not in first.values()
-                and None not in (run.record.get("config_hash"), run.record["corpus"].get("fingerprint"))]
+        if run.record["status"] == "ok" and None not in job and first.setdefault(job, run) is not run:
+            later.append(run)
+    repeated = [run for run in rundirs if run in later]  # in the order found
     note = [f"{len(repeated)} runs repeat a job already counted (same config and corpus) and are left "
             f"out: {', '.join(str(run.path) for run in repeated)}."] if repeated else []
     return [run for run in rundirs if run not in repeated], note
@@ -72,25 +71,20 @@ def distinct(rundirs: list[RunDir]) -> tuple[list[RunDir], list[str]]:
 
 def runs_table(rundirs: list[RunDir], label: dict[str, str]) -> pd.DataFrame:
     """One row per run (``records.row``; a diverged run's reason as its error), with its label and log."""
-    rows = []
-    for run in rundirs:
-        r = run.record
-        why = r.get("error") or r.get("diverged")
-        rows.append({"label": label[r["id"]], **records.row(r | {"error": why}),
-                     "log": str(run.log_path() or "")})
+    rows = [{"label": label[run.record["id"]],
+             **records.row(run.record | {"error": run.record.get("error") or run.record.get("diverged")}),
+             "log": str(run.log_path() or "")} for run in rundirs]
     return pd.DataFrame(rows).sort_values(["corpus", "label", "seed", "run"], kind="stable",
                                           ignore_index=True)
 
 
 def summary(rundirs: list[RunDir], runs: pd.DataFrame) -> pd.DataFrame:
     """Per model × corpus: mean ± sd over seeds, and a bootstrap CI of the seed-averaged model."""
-    ok = [run for run in rundirs if run.record["status"] == "ok"]
     rows = []
-    frame = runs[runs.status == "ok"]
-    for key, group in frame.groupby(["label", *GROUP], sort=True):
-        name, corpus, protocol, fingerprint = key
-        members = [run for run in ok if run.record["id"] in set(group.run)]
-        losses = [x for x in (run.test_losses() for run in members) if x is not None]
+    for (name, corpus, protocol, fingerprint), group in runs[runs.status == "ok"].groupby(["label", *GROUP]):
+        losses = [x for x in (run.test_losses() for run in rundirs
+                              if run.record["status"] == "ok" and run.record["id"] in set(group.run))
+                  if x is not None]
         low = high = np.nan
         if losses and len({len(x) for x in losses}) == 1:
             lo, hi = bootstrap_mean_ci(np.mean(losses, axis=0), BOOTSTRAP_SAMPLES, 0)
@@ -102,8 +96,7 @@ def summary(rundirs: list[RunDir], runs: pd.DataFrame) -> pd.DataFrame:
             "ci_lo": low, "ci_hi": high, "test_bpc": group.test_bpc.mean(),
             "test_bpc_sd": group.test_bpc.std(ddof=1) if len(group) > 1 else 0.0,
             "valid_ppl": group.valid_ppl.mean(), "params": group.params.median(),
-            "train_s": group.train_s.mean(),
-            "mixed_hardware": group.hardware.nunique() > 1,
+            "train_s": group.train_s.mean(), "mixed_hardware": group.hardware.nunique() > 1,
         })
     table = pd.DataFrame(rows)
     return table.sort_values(["corpus", "protocol", "test_ppl"]).reset_index(drop=True) if rows else table
@@ -114,11 +107,9 @@ def pairs(rundirs: list[RunDir], label: dict[str, str]) -> pd.DataFrame:
     averaged = {}
     for run in rundirs:
         r = run.record
-        losses = run.test_losses() if r["status"] == "ok" else None
-        if losses is None:
-            continue
-        key = (r["corpus"]["name"], r["config"].get("protocol"), r["corpus"]["fingerprint"][:12])
-        averaged.setdefault(key, {}).setdefault(label[r["id"]], []).append(losses)
+        if r["status"] == "ok" and (losses := run.test_losses()) is not None:
+            key = (r["corpus"]["name"], r["config"].get("protocol"), r["corpus"]["fingerprint"][:12])
+            averaged.setdefault(key, {}).setdefault(label[r["id"]], []).append(losses)
     rows = []
     for (corpus, protocol, fingerprint), by_label in sorted(averaged.items()):
         means = {label: np.mean(x, axis=0) for label, x in sorted(by_label.items())}

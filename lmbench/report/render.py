@@ -44,8 +44,9 @@ CAPTIONS = {"tradeoffs": "test perplexity against parameters and against trainin
                       "wall time",
             "significance": "the paired comparisons as a matrix",
             "ngram": "n-gram storage and sparsity against order"}
-# right-aligned cells: 233.5 [227.6, 238.5], 46 k tok/s, ± 1.9, < 0.002, −0.004 n.s., 2.5 min
-NUMERIC = re.compile(r"^(< |± )?[−+]?[0-9][0-9.,]*( ?(\[[^\]]*\]|k|M|G|%|s|min|h|MB|GB|tok/s|n\.s\.))*$")
+# right-aligned cells: 233.5 [227.6, 238.5], 46 k tok/s, ± 1.9, < 0.002, −0.004 n.s., 2.5 min (or missing)
+NUMERIC = re.compile(rf"^{MISSING}$"
+                     r"|^(< |± )?[−+]?[0-9][0-9.,]*( ?(\[[^\]]*\]|k|M|G|%|s|min|h|MB|GB|tok/s|n\.s\.))*$")
 
 
 @dataclass
@@ -76,12 +77,10 @@ def _md_table(frame: pd.DataFrame) -> str:
         return "(none)"
     if "log" in frame:
         frame = frame.assign(log=[f"[log]({x})" if x not in ("", MISSING) else "" for x in frame.log])
-    cells = [[str(c) for c in frame.columns], *frame.astype(str).values.tolist()]
-    cells = [[c.replace("|", "\\|").replace("\n", " ") for c in row] for row in cells]
-    align = ["---:" if all(NUMERIC.match(v) or v == MISSING for v in frame[c]) else ":---"
-             for c in frame.columns]
-    lines = ["| " + " | ".join(cells[0]) + " |", "|" + "|".join(align) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells[1:]])
+    rows = ["| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |"
+            for row in [frame.columns, *frame.values.tolist()]]
+    align = ["---:" if all(map(NUMERIC.match, frame[c])) else ":---" for c in frame.columns]
+    return "\n".join([rows[0], "|" + "|".join(align) + "|", *rows[1:]])
 
 
 def markdown(report: Report) -> str:
@@ -126,7 +125,7 @@ def _html_table(frame: pd.DataFrame, cls: str = "", families: list[str] | None =
     frame = flatten(frame)
     if frame.empty:
         return "<p>(none)</p>"
-    numeric = {c for c in frame.columns if all(NUMERIC.match(v) or v == MISSING for v in frame[c])}
+    numeric = {c for c in frame.columns if all(map(NUMERIC.match, frame[c]))}
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     rows = []
     for i, values in enumerate(frame.itertuples(index=False)):
@@ -225,21 +224,19 @@ def page(report: Report) -> str:
 
 # Console
 
-def _plain(text: str) -> str:
-    return re.sub(r"\*\*(.+?)\*\*|\*(.+?)\*|`(.+?)`", lambda m: next(g for g in m.groups() if g), text)
-
-
-def console(report: Report, failures: list[str]) -> str:
+def console(report: Report) -> str:
     """The findings, each leaderboard and the failures, for a terminal."""
     lines = [f"{report.title} · {report.kind}"]
-    lines += [textwrap.fill(_plain(line), 100, initial_indent="- ", subsequent_indent="  ")
-              for line in report.findings + report.flags]
+    for line in report.findings + report.flags:  # without Markdown's **, * and `
+        plain = re.sub(r"\*\*(.+?)\*\*|\*(.+?)\*|`(.+?)`", lambda m: next(g for g in m.groups() if g), line)
+        lines.append(textwrap.fill(plain, 100, initial_indent="- ", subsequent_indent="  "))
     for group in report.groups:
         board = flatten(group.leaderboard)
-        align = ["right" if all(NUMERIC.match(v) or v == MISSING for v in board[c]) else "left"
-                 for c in board.columns]
+        align = ["right" if all(map(NUMERIC.match, board[c])) else "left" for c in board.columns]
         lines += ["", group.title + (f" · {group.budget}" if group.budget != report.kind else ""),
                   board.to_markdown(index=False, tablefmt="simple", disable_numparse=True, colalign=align)]
     if not report.groups:
         lines.append("(no finished runs)")
+    failures = [f"{r.status}: {r.model} seed {r.seed} ({r.command}) {r.error}".rstrip()
+                for r in report.details.get("failed", pd.DataFrame()).itertuples()]
     return "\n".join(lines + ([""] + failures if failures else []))

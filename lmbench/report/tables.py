@@ -12,7 +12,7 @@ import pandas as pd
 
 from lmbench.models import COUNT_BASED
 from lmbench.published import check_order, orderings
-from lmbench.report.frames import BOOTSTRAP_SAMPLES
+from lmbench.report.frames import BOOTSTRAP_SAMPLES, GROUP
 
 MISSING = "–"
 MINUS = "−"
@@ -23,10 +23,6 @@ STOPPED = {"early_stopping": "converged", "max_minutes": "time up", "max_epochs"
 def _missing(x) -> bool:
     """None, NaN or ±inf (an exploded loss's perplexity): shown as ``–``, never formatted."""
     return x is None or (isinstance(x, float) and not math.isfinite(x))
-
-
-def _signed(text: str) -> str:
-    return text.replace("-", MINUS)
 
 
 def _sig(x: float) -> str:
@@ -72,9 +68,7 @@ def decimals(x: float) -> int:
 
 
 def perplexity(x, places: int | None = None) -> str:
-    if _missing(x):
-        return MISSING
-    return f"{x:,.{decimals(x) if places is None else places}f}"
+    return MISSING if _missing(x) else f"{x:,.{decimals(x) if places is None else places}f}"
 
 
 def with_interval(x, low, high) -> str:
@@ -88,17 +82,15 @@ def with_interval(x, low, high) -> str:
 
 def p_value(p, samples: int = BOOTSTRAP_SAMPLES) -> str:
     """Two-sided bootstrap p-value; 0 resamples past zero means below the resolution 2/samples."""
-    if _missing(p):
-        return MISSING
-    return f"< {2 / samples:g}" if p == 0 else f"{p:.2g}"
+    return MISSING if _missing(p) else f"< {2 / samples:g}" if p == 0 else f"{p:.2g}"
 
 
 def nats(x) -> str:
-    return MISSING if _missing(x) else _signed(f"{x:+.3f}")
+    return MISSING if _missing(x) else f"{x:+.3f}".replace("-", MINUS)
 
 
 def percent(x) -> str:
-    return MISSING if _missing(x) else _signed(f"{x:+.1f}%")
+    return MISSING if _missing(x) else f"{x:+.1f}%".replace("-", MINUS)
 
 
 @dataclass
@@ -106,8 +98,6 @@ class Group:
     """One leaderboard: the models scored on the same tokens (corpus, protocol, fingerprint)."""
 
     corpus: str
-    protocol: str
-    fingerprint: str
     title: str
     level: str  # "word" or "char"
     budget: str
@@ -135,19 +125,17 @@ def _budget_cell(rows: pd.DataFrame) -> str:
 
 def leaderboard(summary: pd.DataFrame, runs: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
     """One group's rows, best first, formatted for reading."""
-    ok = runs[runs.status == "ok"]
+    ok = dict(list(runs[runs.status == "ok"].groupby(["label", *GROUP])))
     several = (summary.seeds > 1).any()
     parameters = counts(summary.params)
     rows = []
     for rank, row in enumerate(summary.itertuples(), 1):
-        members = ok[(ok.label == row.model) & (ok.corpus == row.corpus) & (ok.protocol == row.protocol)
-                     & (ok.fingerprint == row.fingerprint)]
-        places = decimals(row.test_ppl)
+        members = ok[(row.model, row.corpus, row.protocol, row.fingerprint)]
         line = {"#": str(rank), "model": row.model,
                 "test perplexity [95% CI]": with_interval(row.test_ppl, row.ci_lo, row.ci_hi)}
         if several:
             line["± sd"] = MISSING if row.seeds < 2 or _missing(row.test_ppl_sd) \
-                else f"± {row.test_ppl_sd:.{places}f}"
+                else f"± {row.test_ppl_sd:.{decimals(row.test_ppl)}f}"
             line["seeds"] = str(row.seeds)
         line |= {"bpc": MISSING if _missing(row.test_bpc) else f"{row.test_bpc:.3f}",
                  "parameters": parameters[row.Index], "train time": duration(row.train_s),
@@ -193,8 +181,6 @@ def findings(group: Group, summary: pd.DataFrame, pair_rows: pd.DataFrame, floor
              published: pd.DataFrame) -> list[str]:
     """The comparison in words: the best model, its margin and whether it is significant, the
     pairs that are not significantly different, the floor, and published goals met."""
-    if summary.empty:
-        return [f"**{group.title}**: no finished runs."]
     best = summary.iloc[0]
     lines = [_best_line(group, summary, pair_rows)]
     if len(pair_rows):
@@ -299,25 +285,21 @@ def groups(summary: pd.DataFrame, runs: pd.DataFrame, pair_table: pd.DataFrame, 
     found = []
     if summary.empty:
         return found
-    keys = summary[["corpus", "protocol", "fingerprint"]].drop_duplicates().itertuples(index=False)
-    keys = list(keys)
+    keys = list(summary[GROUP].drop_duplicates().itertuples(index=False))
     for corpus, protocol, fingerprint in keys:
         title = corpus
         if sum(k[0] == corpus and k[1] != protocol for k in keys):
             title += f", protocol={protocol}"
         if sum(k[0] == corpus and k[2] != fingerprint for k in keys):
             title += f", corpus fingerprint {fingerprint}"
-        rows = summary[(summary.corpus == corpus) & (summary.protocol == protocol)
-                       & (summary.fingerprint == fingerprint)].reset_index(drop=True)
-        pair_rows = pair_table[(pair_table.corpus == corpus) & (pair_table.protocol == protocol)
-                               & (pair_table.fingerprint == fingerprint)] if not pair_table.empty \
-            else pair_table
+        key = [corpus, protocol, fingerprint]
+        rows = summary[summary[GROUP].eq(key).all(axis=1)].reset_index(drop=True)
+        pair_rows = pair_table[pair_table[GROUP].eq(key).all(axis=1)] if not pair_table.empty else pair_table
         mine = published[published.corpus == corpus] if not published.empty else published
-        order = list(rows.model)
-        families = [runs[runs.label == label].model.iloc[0] for label in order]
+        families = [runs[runs.label == label].model.iloc[0] for label in rows.model]
         level = runs[runs.corpus == corpus].level.iloc[0]
-        group = Group(corpus, protocol, fingerprint, title, level, budgets.get(corpus, ""),
-                      leaderboard(rows, runs, mine), families, *matrix(order, pair_rows))
+        group = Group(corpus, title, level, budgets.get(corpus, ""), leaderboard(rows, runs, mine), families,
+                      *matrix(list(rows.model), pair_rows))
         lines = findings(group, rows, pair_rows, floors.get(corpus), mine)
         if len(keys) > 1:
             lines = lines[:1] + [f"*{title}*: {line}" for line in lines[1:]]
@@ -348,37 +330,35 @@ def flags(runs: pd.DataFrame, warnings: list[str], skipped: list[str]) -> list[s
 
 def details(runs: pd.DataFrame, pair_table: pd.DataFrame, orders: pd.DataFrame, out: Path) -> dict:
     """The supporting tables, formatted: every paired test, memory, speed, n-gram storage, failures."""
-    done = runs[runs.status == "ok"] if not runs.empty else runs
-    failed = runs[runs.status != "ok"] if not runs.empty else runs
-    tables = {}
+    tables = {}  # a table left out, or one without rows, shows as "(none)"
     if not pair_table.empty:
-        tables["pairs"] = _pairs_table(pair_table)
-    if not done.empty:
-        tables["memory"], tables["speed"] = _memory_table(done), _speed_table(done)
+        tables["pairs"] = pd.DataFrame({
+            "corpus": pair_table.corpus, "a": pair_table.model_a, "b": pair_table.model_b,
+            "a − b (nats/token)": pair_table["diff"].map(nats),
+            "95% CI": [f"[{nats(lo)}, {nats(hi)}]" for lo, hi in zip(pair_table.diff_lo, pair_table.diff_hi)],
+            "p": pair_table.p_value.map(p_value),
+            "better": pair_table.better.where(pair_table.significant, "neither (n.s.)"),
+        })
     if not orders.empty:
-        tables["ngram"] = _ngram_table(orders)
-    tables["failed"] = pd.DataFrame({
-        "model": failed.label, "corpus": failed.corpus, "seed": failed.seed.map(str),
-        "status": failed.status, "error": failed.error, "command": failed.command,
-        "log": [_relative(log, out) for log in failed.log],
-    }) if not failed.empty else pd.DataFrame()
-    if not runs.empty:
-        tables["provenance"] = runs[["label", "corpus", "seed", "protocol", "fingerprint", "device_name",
-                                     "run"]].rename(columns={"label": "model", "device_name": "device"}
-                                                    ).assign(seed=runs.seed.map(str))
-        tables["commands"] = runs[["label", "corpus", "seed", "status", "command"]].rename(
-            columns={"label": "model"}).assign(seed=runs.seed.map(str))
+        per_order = orders.groupby(["label", "corpus", "order"], as_index=False).mean(numeric_only=True)
+        tables["ngram"] = pd.DataFrame({
+            "model": per_order.label, "corpus": per_order.corpus, "order": per_order.order.map(str),
+            "n-grams": per_order.ngrams.map(count),
+            "storage up to order": per_order.cumulative_mb.map(megabytes),
+            "test n-grams unseen": [MISSING if _missing(x) else f"{100 * x:.1f}%"
+                                    for x in per_order.test_unseen_fraction],
+        })
+    if runs.empty:
+        return tables
+    done = runs[runs.status == "ok"]
+    tables["memory"], tables["speed"] = _memory_table(done), _speed_table(done)
+    named = runs.assign(model=runs.label, seed=runs.seed.map(str), device=runs.device_name)
+    failed = named[named.status != "ok"]
+    tables["failed"] = failed[["model", "corpus", "seed", "status", "error", "command"]].assign(
+        log=[_relative(log, out) for log in failed.log])
+    tables["provenance"] = named[["model", "corpus", "seed", "protocol", "fingerprint", "device", "run"]]
+    tables["commands"] = named[["model", "corpus", "seed", "status", "command"]]
     return tables
-
-
-def _pairs_table(pair_table: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({
-        "corpus": pair_table.corpus, "a": pair_table.model_a, "b": pair_table.model_b,
-        "a − b (nats/token)": pair_table["diff"].map(nats),
-        "95% CI": [f"[{nats(lo)}, {nats(hi)}]" for lo, hi in zip(pair_table.diff_lo, pair_table.diff_hi)],
-        "p": pair_table.p_value.map(p_value),
-        "better": [b if s else "neither (n.s.)" for b, s in zip(pair_table.better, pair_table.significant)],
-    })
 
 
 def _memory_table(done: pd.DataFrame) -> pd.DataFrame:
@@ -400,18 +380,6 @@ def _speed_table(done: pd.DataFrame) -> pd.DataFrame:
         "achieved": [MISSING if _missing(x) else f"{count(x)}FLOP/s" for x in done.flops_per_s],
         "of peak": [MISSING if _missing(x) else f"{100 * x:.0f}%" for x in done.peak_fraction],
         "device": done.device_name, "concurrent": done.concurrent.map({True: "yes", False: ""}),
-    })
-
-
-def _ngram_table(orders: pd.DataFrame) -> pd.DataFrame:
-    """Storage and sparsity per n-gram order."""
-    per_order = orders.groupby(["label", "corpus", "order"], as_index=False).mean(numeric_only=True)
-    return pd.DataFrame({
-        "model": per_order.label, "corpus": per_order.corpus, "order": per_order.order.map(str),
-        "n-grams": per_order.ngrams.map(count),
-        "storage up to order": per_order.cumulative_mb.map(megabytes),
-        "test n-grams unseen": [MISSING if _missing(x) else f"{100 * x:.1f}%"
-                                for x in per_order.test_unseen_fraction],
     })
 
 
