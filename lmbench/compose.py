@@ -1,5 +1,4 @@
-"""The one setup before Hydra composes a config (every schema stored, the models' from their table,
-and lmbench's resolvers), and the one way tests, benchmarks and tools compose a config."""
+"""The one setup before Hydra composes a config, and the one way tests, benchmarks and tools compose one."""
 
 from __future__ import annotations
 
@@ -28,11 +27,10 @@ def unless_saved(output_dir: str, subdir: str) -> str | None:
 
 
 def register_all() -> None:
-    """The one setup before Hydra composes a config: store every schema (the models' too), and the
-    ``${unique:}`` resolver that makes run folder names unique: two commands started in the same
-    second never share a folder (and one record never replaces another); ``${digest:...}`` names a
-    sweep job's folder by its overrides, so two sweeps given one ``hydra.sweep.dir`` share a job's
-    folder only when they run the same job."""
+    """Store every schema (the models' too) and the resolvers: ``${unique:}`` makes run folder names
+    unique, so two commands started in the same second never share a folder (and one record never
+    replaces another); ``${digest:...}`` names a sweep job's folder by its overrides, so two sweeps
+    given one ``hydra.sweep.dir`` share a job's folder only when they run the same job."""
     SCHEMAS["model"] = models.schemas()
     SCHEMAS["corpus"] = {name: loader.schema for name, loader in corpora.LOADERS.items()}
     if not OmegaConf.has_resolver("unique"):

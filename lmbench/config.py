@@ -6,39 +6,36 @@ The schemas live in the ``schema/`` config group (Hydra's structured-config-sche
 
 from __future__ import annotations
 
+import codecs
+import dataclasses
+import difflib
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+
+from lmbench.errors import UserError
 
 
 class Choice(str, Enum):
     """A config option's fixed set of strings: each member is its string (compares, formats and
     serialises as it), so code reads ``cfg.protocol == "stream"`` whether the config came from Hydra
-    (members) or from a record (plain strings)."""
+    (members) or from a record (plain strings). ``Choice("Level", "char word")`` names each member's value."""
+
+    def _generate_next_value_(name, start, count, last_values):
+        return name
 
     def __str__(self) -> str:
         return self.value
 
 
-class Level(Choice):
-    char = "char"
-    word = "word"
-
-
-class Protocol(Choice):
-    stream = "stream"
-    sentence = "sentence"
-
-
-class Device(Choice):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-    mps = "mps"
+Level = Choice("Level", "char word")
+Protocol = Choice("Protocol", "stream sentence")
+Device = Choice("Device", "auto cpu cuda mps")
 
 
 # ---------------------------------------------------------------- option rules
@@ -199,23 +196,11 @@ class ModelConfig:
 
 
 # ---------------------------------------------------------------- training and evaluation
-class Optimizer(Choice):
-    sgd = "sgd"
-    adam = "adam"
-    adamw = "adamw"
-
-
-class Schedule(Choice):
-    constant = "constant"
-    plateau = "plateau"  # divide by lr_decay factor when validation stops improving
-    step = "step"  # multiply by lr_decay every epoch from decay_start (Zaremba et al.)
-    cosine = "cosine"  # linear warm-up then cosine decay
-
-
-class Precision(Choice):
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
+Optimizer = Choice("Optimizer", "sgd adam adamw")
+# plateau: divide by lr_decay when validation stops improving; step: multiply by lr_decay every epoch
+# from decay_start (Zaremba et al.); cosine: linear warm-up then cosine decay
+Schedule = Choice("Schedule", "constant plateau step cosine")
+Precision = Choice("Precision", "auto fp32 bf16")
 
 
 @dataclass
@@ -301,15 +286,11 @@ class Config:
 # the schemas each group's YAML options extend; compose.register_all adds the models' and the corpus
 # loaders' from their tables (lmbench.models.MODELS, lmbench.corpora.LOADERS)
 SCHEMAS = {"train": {"train": TrainConfig}}
-
-
 CORPUS_LEVELS = {"synthetic": "word", "brown": "word"}  # loaders that have only one level
 
 
 def leaves(node, prefix: str = ""):
     """(dotted key, value) of every leaf below an OmegaConf node, lists included."""
-    from omegaconf import DictConfig, ListConfig
-
     items = node.items_ex(resolve=False) if isinstance(node, DictConfig) else enumerate(node)
     for key, value in items:
         if prefix == "" and key == "hydra":  # Hydra's own settings are Hydra's to check
@@ -321,28 +302,16 @@ def leaves(node, prefix: str = ""):
             yield path, value
 
 
-def _schema_keys(group: str) -> dict[str, list[str]]:
-    """Every option name of every schema registered for ``group``, with the schemas having it."""
-    import dataclasses
-
-    found: dict[str, list[str]] = {}
-    for name, schema in SCHEMAS.get(group, {}).items():
-        for f in dataclasses.fields(schema):
-            found.setdefault(f.name, []).append(name)
-    return found
-
-
 def _unknown_key_error(path: str, value, cfg):
     """The one-paragraph error for a key no schema declares, naming the nearest known key."""
-    import difflib
-
-    from lmbench.errors import UserError
-
     group, _, name = path.rpartition(".")
     message = f"{path}={value} is not an option here, so it would be ignored; nothing was run."
     known = {k.rpartition(".")[2]: k for k, _ in leaves(cfg) if k != path}
     hint = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    schemas = _schema_keys(group) if group in ("model", "corpus") else {}
+    schemas: dict[str, list[str]] = {}  # option name -> the schemas of the group having it
+    for schema_name, schema in (SCHEMAS.get(group, {}) if group in ("model", "corpus") else {}).items():
+        for f in dataclasses.fields(schema):
+            schemas.setdefault(f.name, []).append(schema_name)
     other = difflib.get_close_matches(name, list(schemas), n=1, cutoff=0.8)
     if other and not (hint and known[hint[0]] == f"{group}.{other[0]}"):
         message += (f" '{other[0]}' is an option of the {', '.join(sorted(schemas[other[0]]))} "
@@ -355,10 +324,6 @@ def _unknown_key_error(path: str, value, cfg):
 def schema_nodes(node, prefix: str = ""):
     """(dotted prefix, node, its schema's fields by name, or None) for ``node`` and every config
     node below it, Hydra's own section left out."""
-    import dataclasses
-
-    from omegaconf import DictConfig
-
     schema = OmegaConf.get_type(node)
     fields = {f.name: f for f in dataclasses.fields(schema)} if dataclasses.is_dataclass(schema) else None
     yield prefix, node, fields
@@ -378,8 +343,6 @@ def check_closed(cfg) -> None:
 
 def check_rules(cfg) -> None:
     """Every option against the rule its schema declares beside it (``option``)."""
-    from lmbench.errors import UserError
-
     for prefix, node, fields in schema_nodes(cfg):
         for name, f in (fields or {}).items():
             rule = f.metadata.get("rule")
@@ -391,11 +354,6 @@ def validate(cfg) -> None:
     """Everything the type system cannot express, before any data is read: unknown keys, non-finite
     numbers, each option's rule, a level the corpus does not have. The first violation is a
     ``UserError``."""
-    import codecs
-    import math
-
-    from lmbench.errors import UserError
-
     check_closed(cfg)
     for key, value in leaves(cfg):
         if isinstance(value, float) and not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):

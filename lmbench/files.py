@@ -7,8 +7,7 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from filelock import FileLock
@@ -39,8 +38,7 @@ def atomic_write(path: Path, write: Callable, binary: bool = False,
                             "from its last checkpoint).") from exc
         raise
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -53,9 +51,7 @@ def atomic_copy(source: Path, target: Path) -> None:
         atomic_write(target, lambda f: shutil.copyfileobj(src, f), binary=True)
 
 
-@contextmanager
-def locked(folder: Path, name: str = ".lock") -> Iterator[None]:
-    """Hold an exclusive lock on ``folder`` (a ``name`` file inside it) across processes."""
+def locked(folder: Path, name: str = ".lock") -> FileLock:
+    """An exclusive lock on ``folder`` (a ``name`` file inside it) across processes, to hold with ``with``."""
     Path(folder).mkdir(parents=True, exist_ok=True)
-    with FileLock(str(Path(folder) / name)):
-        yield
+    return FileLock(str(Path(folder) / name))

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+CACHE_ENV = "LMBENCH_CACHE"
 
 
 def checkout_root() -> Path | None:
@@ -22,8 +23,11 @@ def conf_dir() -> Path:
     return root / "conf" if root else PACKAGE_DIR / "conf"
 
 
-def default_cache_dir() -> Path:
-    """The checkout's ``corpora/``, or ``$XDG_CACHE_HOME/lmbench`` (``~/.cache/lmbench``)."""
+def cache_dir() -> Path:
+    """The corpus cache: ``$LMBENCH_CACHE``, else the checkout's ``corpora/``, else
+    ``$XDG_CACHE_HOME/lmbench`` (``~/.cache/lmbench``)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
     root = checkout_root()
     if root:
         return root / "corpora"

@@ -66,8 +66,7 @@ def judge_relative(rows: list[dict]) -> list[dict]:
 def orderings() -> dict[str, list[dict]]:
     """The published orderings the report checks, per experiment (``conf/orderings.yaml``): each a
     ``rows`` label, a ``source`` and an ``order``."""
-    path = paths.conf_dir() / "orderings.yaml"
-    return OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else {}
+    return OmegaConf.to_container(OmegaConf.load(paths.conf_dir() / "orderings.yaml"))
 
 
 def check_order(order: list[list[str]], ours: dict[str, float],

@@ -14,16 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lmbench.corpora import EOS
 from lmbench.errors import UserError
 from lmbench.runs.rundir import RunDir
-
-
-def encode_prompt(corpus, text: str) -> np.ndarray:
-    """Word corpora split the prompt on whitespace (a newline ends a line); char corpora take it as is."""
-    if corpus.level == "char":
-        return corpus.vocab.encode(list(text))
-    words = [w for line in text.split("\n") for w in line.split() + ["<eos>"]][:-1]
-    return corpus.vocab.encode(words)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,7 +39,10 @@ def main(argv: list[str] | None = None) -> None:
                             "generators take no negative seed).")
         run = RunDir.open(args.run_dir)
         model, corpus = run.model(), run.corpus
-        prompt = encode_prompt(corpus, args.prompt)
+        tokens = list(args.prompt)  # a char corpus takes the prompt as is
+        if corpus.level == "word":  # a word corpus splits it on whitespace, a newline ending a line
+            tokens = [w for line in args.prompt.split("\n") for w in line.split() + [EOS]][:-1]
+        prompt = corpus.vocab.encode(tokens)
         ids = model.sample(args.length, prompt, args.temperature, args.top_k,
                            np.random.default_rng(args.seed))
     except UserError as exc:

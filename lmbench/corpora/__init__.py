@@ -87,18 +87,9 @@ class Corpus:
     chars: dict[str, int]  # characters of the underlying text per split, for bits per character
     fingerprint: str
     meta: dict  # loader facts (e.g. the synthetic process's parameters)
-
-    @property
-    def train(self) -> np.ndarray:
-        return self.splits["train"]
-
-    @property
-    def valid(self) -> np.ndarray:
-        return self.splits["valid"]
-
-    @property
-    def test(self) -> np.ndarray:
-        return self.splits["test"]
+    train = property(lambda self: self.splits["train"])
+    valid = property(lambda self: self.splits["valid"])
+    test = property(lambda self: self.splits["test"])
 
     @property
     def line_end(self) -> int | None:
@@ -153,8 +144,7 @@ class Corpus:
 
 
 class Prepared(Mapping):
-    """The splits of a prepared corpus file (``np.savez``, uncompressed), each read on first use and
-    kept; ``chunks`` streams a split not yet read, so that a pass over it never holds it whole."""
+    """The splits of a prepared corpus file (``np.savez``, uncompressed), each read on first use and kept."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -205,18 +195,6 @@ def build_vocab(train: str | list[str], min_count: int, level: str) -> Vocab:
     return Vocab(specials + kept)
 
 
-def _fingerprint(cfg, source_hashes: list[str]) -> str:
-    settings = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    settings.pop("name", None)
-    payload = json.dumps({"version": PREPARE_VERSION, "settings": settings,
-                          "sources": source_hashes}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def _prepared_path(name: str, fingerprint: str) -> Path:
-    return cache_dir() / "prepared" / f"{name}-{fingerprint[:16]}.npz"
-
-
 def _save_prepared(path: Path, corpus: Corpus) -> None:
     """Cache a prepared corpus; a cache that cannot be written only costs preparing it again."""
     try:
@@ -224,8 +202,7 @@ def _save_prepared(path: Path, corpus: Corpus) -> None:
     except CorpusError as exc:
         log.warning("%s The prepared corpus is not cached.", exc)
         return
-    header = {"name": corpus.name, "level": corpus.level, "chars": corpus.chars,
-              "fingerprint": corpus.fingerprint, "meta": corpus.meta}
+    header = {key: getattr(corpus, key) for key in ("name", "level", "chars", "fingerprint", "meta")}
     atomic_write(path, lambda file: np.savez(file, itos=np.array(corpus.vocab.itos),
                                              header=np.array(json.dumps(header)), **corpus.splits),
                  binary=True)  # straight to the file: no in-memory copy of the splits
@@ -252,22 +229,23 @@ def _load_prepared(path: Path, fingerprint: str) -> Corpus | None:
         log.warning("The prepared corpus cache %s is unreadable or not this corpus's (%s: %s); preparing "
                     "the corpus again.", path, type(exc).__name__, exc)
         return None
-    return Corpus(header["name"], header["level"], Vocab(itos), Prepared(path), header["chars"],
-                  header["fingerprint"], header["meta"])
+    return Corpus(vocab=Vocab(itos), splits=Prepared(path), **header)
 
 
 def load_corpus(cfg) -> Corpus:
     """Prepare (or load from cache) the corpus described by a ``corpus`` config node."""
     if cfg.loader not in LOADERS:
         raise CorpusError(f"Unknown corpus loader {cfg.loader!r}; known: {', '.join(sorted(LOADERS))}.")
-    read = LOADERS[cfg.loader].read
-    level = str(cfg.level)
-    fingerprint = _fingerprint(cfg, LOADERS[cfg.loader].hashes(cfg))
-    path = _prepared_path(cfg.name, fingerprint)
+    loader, level = LOADERS[cfg.loader], str(cfg.level)
+    settings = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    settings.pop("name", None)  # the fingerprint names the content, whatever the corpus is called
+    payload = {"version": PREPARE_VERSION, "settings": settings, "sources": loader.hashes(cfg)}
+    fingerprint = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    path = cache_dir() / "prepared" / f"{cfg.name}-{fingerprint[:16]}.npz"
     cached = _load_prepared(path, fingerprint)
     if cached is not None:
         return cached
-    raw = read(cfg)
+    raw = loader.read(cfg)
     for split in SPLITS:
         if len(raw.splits.get(split, ())) == 0:
             raise CorpusError(f"Corpus {cfg.name}: the {split} split is empty.")

@@ -15,11 +15,7 @@ from pathlib import Path, PurePosixPath
 
 from lmbench.errors import CorpusError
 
-SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
-
-
-def is_archive(path: Path) -> bool:
-    return path.is_file() and path.name.lower().endswith(SUFFIXES)
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 
 
 def _safe_name(name: str, archive: Path) -> PurePosixPath:
@@ -28,12 +24,6 @@ def _safe_name(name: str, archive: Path) -> PurePosixPath:
         raise CorpusError(f"{archive} holds an unsafe path {name!r} (absolute or with '..'); refusing "
                           "to unpack it. Repack the corpus with plain relative paths.")
     return member
-
-
-def _mac_metadata(name: str) -> bool:
-    """A macOS Finder zip's ``__MACOSX/`` folder or an AppleDouble ``._*`` file: metadata, not text."""
-    member = PurePosixPath(name)
-    return member.parts[:1] == ("__MACOSX",) or member.name.startswith("._")
 
 
 def _members(archive: Path):
@@ -59,20 +49,20 @@ def _members(archive: Path):
 
 
 def unpack(archive: Path, into: Path, max_bytes: int) -> Path:
-    """Extract ``archive`` into a folder under ``into`` named by its hash; returns that folder."""
+    """Extract ``archive`` into a folder named by its hash under ``into`` (which exists); returns it."""
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()[:16]
     target = into / f"{archive.name}-{digest}"
     if target.is_dir():
         return target
-    into.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=into, prefix=".unpack-"))
     too_big = CorpusError(f"{archive} unpacks to more than corpus.max_unpacked_mb="
                           f"{max_bytes // 2**20} MB; refusing (raise the cap if it is genuine).")
     try:
         declared = written = 0
         for name, size, open_member in _members(archive):
-            if _mac_metadata(name):
-                continue
+            member = PurePosixPath(name)
+            if member.parts[:1] == ("__MACOSX",) or member.name.startswith("._"):
+                continue  # a macOS Finder zip's __MACOSX/ folder or AppleDouble file: metadata, not text
             declared += size
             if declared > max_bytes:  # what the archive claims, checked before unpacking
                 raise too_big

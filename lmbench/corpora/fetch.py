@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 import urllib.request
 from pathlib import Path
@@ -16,15 +17,9 @@ from tqdm import tqdm
 
 from lmbench.errors import ChecksumError, CorpusError
 from lmbench.files import atomic_copy, atomic_write
-from lmbench.paths import default_cache_dir
+from lmbench.paths import CACHE_ENV, cache_dir
 
 MIRROR_ENV = "LMBENCH_MIRROR"
-CACHE_ENV = "LMBENCH_CACHE"
-
-
-def cache_dir() -> Path:
-    """``$LMBENCH_CACHE``, else a checkout's ``corpora/`` folder or the user's cache folder."""
-    return Path(os.environ.get(CACHE_ENV) or default_cache_dir())
 
 
 def writable_cache(sub: str = "") -> Path:
@@ -62,26 +57,14 @@ def _verify(path: Path, expected: str, what: str) -> None:
             "Delete the bad copy (or fix the mirror) and run again.")
 
 
-def _install(source: Path, target: Path) -> None:
-    """Copy a verified file into the cache via a temporary file and an atomic rename."""
-    writable_cache(str(target.parent.relative_to(cache_dir())))
-    atomic_copy(source, target)
-
-
 def _download(url: str, target: Path, expected: str) -> None:
     if not url.startswith("https://"):
         raise CorpusError(f"Refusing to download {url}: only https URLs are allowed.")
-
-    def stream(out) -> None:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {target.name}") as bar:
-                for block in iter(lambda: response.read(1 << 16), b""):
-                    out.write(block)
-                    bar.update(len(block))
-
-    atomic_write(target, stream, binary=True,
-                 verify=lambda tmp: _verify(tmp, expected, f"the download of {url}"))
+    with urllib.request.urlopen(url, timeout=30) as response:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with tqdm.wrapattr(response, "read", total=total, desc=f"download {target.name}") as counted:
+            atomic_write(target, lambda out: shutil.copyfileobj(counted, out), binary=True,
+                         verify=lambda tmp: _verify(tmp, expected, f"the download of {url}"))
 
 
 def fetch(spec, corpus: str) -> Path:
@@ -99,7 +82,8 @@ def fetch(spec, corpus: str) -> Path:
         candidate = Path(mirror) / spec.path
         if candidate.exists():
             _verify(candidate, spec.sha256, f"mirror file {spec.path} of corpus {corpus}")
-            _install(candidate, target)
+            writable_cache(str(Path(spec.path).parent))
+            atomic_copy(candidate, target)  # verified, then in by an atomic rename
             return target
     writable_cache(str(Path(spec.path).parent))
     try:

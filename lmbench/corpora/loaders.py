@@ -7,7 +7,7 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-from lmbench.corpora.archives import corpus_root, is_archive, unpack
+from lmbench.corpora.archives import ARCHIVE_SUFFIXES, corpus_root, unpack
 from lmbench.corpora.fetch import cache_dir, fetch, sha256_of, writable_cache
 from lmbench.corpora.raw import EOS, SPLITS, RawCorpus
 from lmbench.errors import CorpusError
@@ -92,12 +92,9 @@ def cut(text: str, fractions) -> dict[str, str]:
 
 
 def load_split_files(cfg) -> RawCorpus:
-    splits = {}
-    for split in SPLITS:
-        path = fetch(cfg.files[split], cfg.name)
-        text = decode(path.read_bytes(), str(path))
-        splits[split] = tokenize(text, cfg.level, cfg.words_to_chars)
-    return RawCorpus(splits)
+    paths = {s: fetch(cfg.files[s], cfg.name) for s in SPLITS}
+    return RawCorpus({s: tokenize(decode(p.read_bytes(), str(p)), cfg.level, cfg.words_to_chars)
+                      for s, p in paths.items()})
 
 
 def load_one_file(cfg) -> RawCorpus:
@@ -135,7 +132,7 @@ def _user_files(cfg):
     archive that turns out not to be a usable corpus leaves nothing unpacked in the cache."""
     given = Path(cfg.path).expanduser()
     unpacked = None
-    if is_archive(given):
+    if given.is_file() and given.name.lower().endswith(ARCHIVE_SUFFIXES):
         unpacked = unpack(given, writable_cache("unpacked"), cfg.max_unpacked_mb * 2**20)
     root = corpus_root(unpacked) if unpacked else given
 
@@ -147,7 +144,7 @@ def _user_files(cfg):
             files = {s: root / f"{s}.txt" for s in SPLITS}
             missing = [p.name for p in files.values() if not p.is_file()]
             if missing:
-                raise CorpusError(f"corpus.path={shown(root) if unpacked else root} is a folder but lacks "
+                raise CorpusError(f"corpus.path={shown(root)} is a folder but lacks "
                                   f"{', '.join(missing)}; a folder corpus needs train.txt, valid.txt and "
                                   "test.txt (or point corpus.path at one file to cut by corpus.fractions).")
             yield files, shown

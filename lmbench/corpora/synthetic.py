@@ -28,11 +28,6 @@ structure says *where* a model loses probability. The process, with its paramete
   from ``seed``, and hold exactly ``train_tokens``/``valid_tokens``/``test_tokens`` tokens (the
   last sentence may be cut off), so an empty context is also the exact start of a split.
 
-Per position, in order: inside a span, close with probability h; outside, end the sentence with
-probability 1/``mean_sentence_length`` (once it has a word); otherwise open with probability
-``open_prob`` (below ``max_depth``); otherwise emit a word: class from the matrix of the current
-context given the previous class, then the word from that class's Zipf law.
-
 The loader stores the process itself (lexicon, matrices, rates) in ``Corpus.meta["synthetic"]``,
 so :class:`SyntheticProcess` rebuilds it exactly from a cached corpus whatever numpy version drew it.
 """
@@ -68,10 +63,8 @@ class State(NamedTuple):
 
 
 class SyntheticProcess:
-    """The generating process, rebuilt from ``Corpus.meta["synthetic"]`` (see the module docstring).
-
-    Tokens are indexed as ``tokens``: ``<eos>``, the openers, the closers, then the words by class.
-    """
+    """The generating process, rebuilt from ``Corpus.meta["synthetic"]`` (see the module docstring); tokens
+    are indexed as ``tokens``: ``<eos>``, the openers, the closers, then the words by class."""
 
     def __init__(self, meta: dict):
         self.delimiters = [tuple(pair) for pair in meta["delimiters"]]
@@ -85,7 +78,8 @@ class SyntheticProcess:
         self.num_classes = len(self.lexicon)
         self.words = [w for words in self.lexicon for w in words]
         self.word_class = np.repeat(np.arange(self.num_classes), [len(ws) for ws in self.lexicon])
-        self.word_prob = np.concatenate([zipf(len(ws), meta["zipf_exponent"]) for ws in self.lexicon])
+        weights = [1.0 / np.arange(1, len(ws) + 1) ** meta["zipf_exponent"] for ws in self.lexicon]
+        self.word_prob = np.concatenate([w / w.sum() for w in weights])  # Zipf's law within each class
         self.tokens = [EOS] + [o for o, _ in self.delimiters] + [c for _, c in self.delimiters] + self.words
         self.index = {t: i for i, t in enumerate(self.tokens)}
         self.first_word = 1 + 2 * len(self.delimiters)  # index of the first word in ``tokens``
@@ -183,13 +177,10 @@ class SyntheticProcess:
         return tokens
 
     def latents(self, tokens: list[str]) -> dict[str, np.ndarray]:
-        """The hidden structure behind each position of a generated split, for diagnostics.
-
-        ``inside``: the token was emitted inside a span (a closer is inside its span, an opener
-        only if nested);
-        ``delimiter``: type of the innermost open span (-1 outside); ``depth``: open spans before
-        the token; ``distance``: for a closer, positions back to its opener (0 elsewhere).
-        """
+        """The hidden structure behind each position of a generated split, for diagnostics:
+        ``inside``: the token was emitted inside a span (a closer is inside its span, an opener only if
+        nested); ``delimiter``: type of the innermost open span (-1 outside); ``depth``: open spans
+        before the token; ``distance``: for a closer, positions back to its opener (0 elsewhere)."""
         n = len(tokens)
         depth, delimiter, distance = np.zeros(n, np.int64), np.full(n, -1), np.zeros(n, np.int64)
         opened: list[tuple[int, int]] = []  # (type, position) of the open spans
@@ -214,12 +205,6 @@ def uniforms(length: int, rng: np.random.Generator):
         yield from rng.random((min(UNIFORMS_CHUNK, length - start), 3)).tolist()
 
 
-def zipf(n: int, exponent: float) -> np.ndarray:
-    """Probabilities proportional to 1 / rank ** exponent for ranks 1..n."""
-    p = 1.0 / np.arange(1, n + 1) ** exponent
-    return p / p.sum()
-
-
 def pseudo_words(n: int, rng: np.random.Generator) -> list[str]:
     """``n`` distinct pronounceable words of one to four consonant-vowel syllables."""
     syllables = [o + v for o in ONSETS for v in VOWELS]
@@ -230,8 +215,9 @@ def pseudo_words(n: int, rng: np.random.Generator) -> list[str]:
     return list(words)
 
 
-def make_process(cfg) -> dict:
-    """Draw the process's lexicon and transition matrices from ``cfg.seed``: the meta dict."""
+def load_synthetic(cfg) -> RawCorpus:
+    """Draw the process's lexicon and transition matrices from ``cfg.seed``, then generate the three
+    splits, each from the initial state with its own derived seed."""
     if not 0 <= cfg.num_delimiters <= len(DELIMITERS):
         raise CorpusError(f"corpus.num_delimiters must be between 0 and {len(DELIMITERS)}.")
     if not 1 <= cfg.num_classes <= cfg.num_words:
@@ -249,7 +235,7 @@ def make_process(cfg) -> dict:
     words = pseudo_words(cfg.num_words, rng)
     lexicon = [sorted(ws, key=lambda w: (len(w), w)) for ws in np.array_split(words, cfg.num_classes)]
     shape = (cfg.num_classes + 1, cfg.num_classes)  # the last row is the "sentence start" state
-    return {
+    meta = {
         "seed": cfg.seed,
         "delimiters": [list(pair) for pair in DELIMITERS[:cfg.num_delimiters]],
         "lexicon": [[str(w) for w in ws] for ws in lexicon],
@@ -261,13 +247,7 @@ def make_process(cfg) -> dict:
         "mean_distance": float(cfg.mean_distance),
         "mean_sentence_length": float(cfg.mean_sentence_length),
     }
-
-
-def load_synthetic(cfg) -> RawCorpus:
-    """Generate the three splits, each from the initial state with its own derived seed."""
-    meta = make_process(cfg)
     process = SyntheticProcess(meta)
-    lengths = {"train": cfg.train_tokens, "valid": cfg.valid_tokens, "test": cfg.test_tokens}
-    splits = {s: process.generate(lengths[s], np.random.default_rng([cfg.seed, 1 + i]))
+    splits = {s: process.generate(cfg[f"{s}_tokens"], np.random.default_rng([cfg.seed, 1 + i]))
               for i, s in enumerate(SPLITS)}
     return RawCorpus(splits, meta={"synthetic": meta})
