@@ -15,6 +15,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
+from hydra_plugins.lmbench_launchers.timing import SWEEP_JOB_ENV
 from lmbench.compose import register_all
 from lmbench.errors import UserError
 from lmbench.paths import conf_dir
@@ -22,19 +23,17 @@ from lmbench.runs.run import failed_record
 from lmbench.runs.rundir import FolderBusyError, RunDir
 
 CONF_DIR = str(conf_dir())
-SWEEP_JOB_ENV = "LMBENCH_SWEEP_JOB"  # set by the timing launcher for the jobs it starts
 
 register_all()  # every schema (the models' too), before Hydra composes a config
 
 
 def _job_facts() -> dict:
     hydra_cfg = HydraConfig.get()
-    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN or os.environ.get(SWEEP_JOB_ENV) == "1"
+    timed = os.environ.get(SWEEP_JOB_ENV) == "1"  # a job the timing launcher started
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN or timed
     launcher = hydra_cfg.launcher.get("_target_", "").rsplit(".", 1)[-1] if in_sweep else None
-    if os.environ.get(SWEEP_JOB_ENV) == "1":
-        launcher = "TimingLauncher"
     return {"command": " ".join(["lmbench", *hydra_cfg.overrides.task]), "sweep": in_sweep,
-            "launcher": launcher}
+            "launcher": "TimingLauncher" if timed else launcher}
 
 
 def _remove_unstarted(run_dir: Path, results_dir: Path) -> None:
@@ -73,7 +72,7 @@ def _refused(exc: UserError, cfg, run_dir: Path, job: dict) -> None:
         if not folder.finished:
             folder.write_record(failed_record(cfg, exc, job))
         return
-    if not folder.started:  # nothing of a run that never started is kept (a killed run's files are)
+    if not (folder.finished or folder.checkpoints()):  # a killed run's record or checkpoints are kept
         _remove_unstarted(run_dir, Path(cfg.results_dir).absolute())
     sys.exit(1)
 

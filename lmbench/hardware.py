@@ -91,36 +91,26 @@ def freed_memory(keep: bool):
         keep_freed_memory(before)
 
 
-def _processor(device: torch.device) -> str:
+def measure_peak(device: torch.device, dtype: torch.dtype) -> float:
+    """FLOP/s of the fastest of 8 (PEAK_SIZE x PEAK_SIZE) products, on one thread. On a CPU it is timed
+    in CPU time, so other processes sharing the machine lower the figure little."""
     import torch
 
-    from lmbench.runs.provenance import cpu_name
-
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-
-
-def measure_peak(device: torch.device, dtype: torch.dtype, size: int = PEAK_SIZE, reps: int = 8) -> float:
-    """FLOP/s of the fastest of ``reps`` (size x size) @ (size x size) products. On a CPU it runs on
-    one thread timed in CPU time, so other processes sharing the machine lower the figure little."""
-    import torch
-
-    a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
-    clock = time.process_time if device.type == "cpu" else time.perf_counter
-    best = math.inf
-    for _ in range(reps + 1):  # the first one warms up
-        sync(device)
-        start = clock()
-        a @ b
-        sync(device)
-        best = min(best, clock() - start)
-    return 2 * size ** 3 / best
-
-
-def sync(device: torch.device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    threads, best = torch.get_num_threads(), math.inf
+    torch.set_num_threads(1)
+    try:
+        a, b = (torch.randn(PEAK_SIZE, PEAK_SIZE, device=device).to(dtype) for _ in range(2))
+        clock = time.process_time if device.type == "cpu" else time.perf_counter
+        sync = torch.cuda.synchronize if device.type == "cuda" else lambda device: None
+        for _ in range(9):  # the first one warms up
+            sync(device)
+            start = clock()
+            a @ b
+            sync(device)
+            best = min(best, clock() - start)
+    finally:
+        torch.set_num_threads(threads)
+    return 2 * PEAK_SIZE ** 3 / best
 
 
 def matmul_peak(device: torch.device) -> dict:
@@ -131,31 +121,23 @@ def matmul_peak(device: torch.device) -> dict:
 
     from lmbench.corpora.fetch import cache_dir
     from lmbench.files import atomic_write_text
+    from lmbench.runs.provenance import cpu_name
 
-    key = f"{_processor(device)}|{device.type}|{torch.__version__}"
+    processor = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    key = f"{processor}|{device.type}|{torch.__version__}"
     cores = torch.get_num_threads() if device.type == "cpu" else 1
     if key not in _peaks:
         path = cache_dir() / "machine" / f"peak-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
         try:
             _peaks[key] = json.loads(path.read_text())["peak"]
         except (OSError, ValueError, KeyError):
-            _peaks[key] = _measure(device)
+            _peaks[key] = {"fp32": measure_peak(device, torch.float32),
+                           "bf16": measure_peak(device, torch.bfloat16)}
             try:
                 atomic_write_text(path, json.dumps({"key": key, "peak": _peaks[key]}, indent=2))
             except Exception as exc:  # an unwritable cache only costs the next run this measurement
                 log.warning("could not cache the matmul peak in %s: %s", path, exc)
     return {dtype: flops * cores for dtype, flops in _peaks[key].items()}
-
-
-def _measure(device: torch.device) -> dict:
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return {"fp32": measure_peak(device, torch.float32), "bf16": measure_peak(device, torch.bfloat16)}
-    finally:
-        torch.set_num_threads(threads)
 
 
 def available_cores() -> int:

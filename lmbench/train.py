@@ -124,12 +124,9 @@ def parallel_jobs() -> int:
     launcher's worker count (joblib's n_jobs) when this job runs under one."""
     from hydra.core.hydra_config import HydraConfig
 
-    workers = 1
-    if HydraConfig.initialized():
-        launcher = HydraConfig.get().launcher
-        n_jobs = launcher.get("n_jobs") if "joblib" in str(launcher.get("_target_", "")) else None
-        workers = n_jobs if n_jobs and n_jobs > 0 else 1
-    return max(workers, running_jobs())
+    launcher = HydraConfig.get().launcher if HydraConfig.initialized() else {}
+    n_jobs = launcher.get("n_jobs") if "joblib" in str(launcher.get("_target_", "")) else None
+    return max(n_jobs if n_jobs and n_jobs > 0 else 1, running_jobs())
 
 
 def _rng_state() -> dict:
@@ -139,16 +136,6 @@ def _rng_state() -> dict:
     return states
 
 
-def _set_rng_state(states: dict) -> None:
-    torch.set_rng_state(states["torch"].cpu())
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
-
-
-def _weights(model) -> dict:
-    return {k: v.detach().clone() for k, v in model.net.state_dict().items()}
-
-
 def train(model, corpus: Corpus, settings: FitSettings) -> dict:
     """Train ``model`` on ``corpus.train`` under ``settings.train``, checkpointing in
     ``settings.run_dir``; returns the record's ``train`` section."""
@@ -156,8 +143,9 @@ def train(model, corpus: Corpus, settings: FitSettings) -> dict:
 
 
 class Trainer:
-    """One training run: its streams, optimizer and resumable state, the epochs, and what each
-    epoch ends with (validation, schedule, early stopping, checkpoints)."""
+    """One training run: its streams, optimizer and resumable state; the epochs, each one pass over
+    the parallel streams (teacher forcing, truncated BPTT, clipping, budgets); and what each epoch
+    ends with (validation, schedule, early stopping, checkpoints)."""
 
     def __init__(self, model, corpus: Corpus, settings: FitSettings):
         tc, run_dir = settings.train, settings.run_dir
@@ -176,54 +164,89 @@ class Trainer:
         self.meta = checkpoint.meta(model, corpus, settings)
         self.state = self._start_or_resume()
         self.epochs_before = len(self.state.history)  # trained by earlier processes (a resume)
-        self._set_threads()
+        if tc.threads != "auto" or self.state.threads is None:  # a resume keeps its threads: the same sums
+            self.state.threads = resolve_threads(tc.threads, parallel_jobs())
+        if self.state.threads:
+            torch.set_num_threads(self.state.threads)
         self.precision = resolve_precision(tc.precision, model.device)
-        self.loop = Epoch(model, self.data, self.optimizer, tc, self.state, self.precision)
+        self.params = list(model.net.parameters())
+        self.seq = model.seq_len(tc.bptt)
+        self.steps_per_epoch = math.ceil((self.data.size(0) - 1) / self.seq)
+        total_steps = self.steps_per_epoch * tc.max_epochs  # the cosine schedule's horizon
+        if tc.max_tokens:
+            total_steps = min(total_steps, math.ceil(tc.max_tokens / (self.seq * tc.batch_size)))
+        self.schedule = Schedule(tc, total_steps)
+        self.clip = tc.clip if tc.clip > 0 else math.inf
 
     def _start_or_resume(self) -> TrainState:
-        """A fresh state, or the one saved in the run's checkpoint (``resume``); a checkpoint left
-        there without ``resume`` is refused."""
+        """A fresh state, or the one saved in the run's checkpoint (``resume``), with its weights,
+        optimizer and RNG states; a checkpoint left there without ``resume`` is refused."""
         if self.settings.resume:
             saved = checkpoint.load(self.last, self.meta, self.model.device)
             self.model.net.load_state_dict(saved["model"])
             self.optimizer.load_state_dict(saved["optimizer"])
-            _set_rng_state(saved["rng"])
+            torch.set_rng_state(saved["rng"]["torch"].cpu())
+            if "cuda" in saved["rng"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all([s.cpu() for s in saved["rng"]["cuda"]])
             log.info("resumed from %s after epoch %d", self.last, saved["state"]["epoch"])
             return TrainState(**saved["state"])
         checkpoint.refuse_existing(self.last)
         return TrainState(lr=self.tc.lr)
 
-    def _set_threads(self) -> None:
-        """``train.threads`` resolved; a resumed run keeps its threads, so it computes the same sums."""
-        if self.tc.threads == "auto" and self.state.threads is not None:
-            threads = self.state.threads
-        else:
-            threads = self.state.threads = resolve_threads(self.tc.threads, parallel_jobs())
-        if threads:
-            torch.set_num_threads(threads)
-
     def fit(self) -> dict:
-        state, diverged = self.state, None
-        while state.epoch < self.tc.max_epochs and not state.finished:
+        model, tc, state, diverged = self.model, self.tc, self.state, None
+        while state.epoch < tc.max_epochs and not state.finished:
             epoch = state.epoch + 1
-            last_good = _weights(self.model)
-            result = self.loop.run(epoch)
+            last_good = {k: v.detach().clone() for k, v in model.net.state_dict().items()}
+            result = self.run_epoch(epoch)
             diverged = result.diverged_step
             if diverged is not None:
-                self.model.net.load_state_dict(checkpoint.load(self.best)["model"] if self.best.exists()
-                                               else last_good)
                 log.warning("loss became non-finite at step %d (epoch %d); stopped with the last good "
                             "weights", diverged, epoch)
                 state.stopped_by = "diverged"
                 break
             self._end_epoch(epoch, result)
-        if diverged is None and self.best.exists():
-            self.model.net.load_state_dict(checkpoint.load(self.best)["model"])
-        stats = _stats(self.model, self.tc, state, diverged, self.loop.steps_per_epoch,
-                       (self.data.size(0) - 1) * self.tc.batch_size, self.precision)
-        earlier = sum(h["train_seconds"] for h in state.history[:self.epochs_before])
-        return stats | {"threads": torch.get_num_threads() if self.model.device.type == "cpu" else None,
-                        "resumed_train_seconds": earlier}
+        if self.best.exists():
+            model.net.load_state_dict(checkpoint.load(self.best)["model"])
+        elif diverged is not None:
+            model.net.load_state_dict(last_good)
+        history, steps = state.history, state.step
+        seconds = sum(h["train_seconds"] for h in history)
+        tokens_per_s = state.tokens / seconds if seconds else None
+        # training FLOP/s achieved, and as a fraction of this machine's matmul peak at the precision
+        # trained in (see lmbench/hardware.py)
+        peak = matmul_peak(model.device)[self.precision]
+        achieved = 3 * model.flops_per_token() * tokens_per_s if tokens_per_s else None
+        return {
+            "stopped_by": state.stopped_by,
+            "epochs": state.epoch,
+            "best_epoch": state.best_epoch,
+            "best_valid_ppl": state.best_valid if history else None,
+            "steps": steps,
+            "steps_per_epoch": self.steps_per_epoch,
+            "tokens": state.tokens,
+            "tokens_per_epoch": (self.data.size(0) - 1) * tc.batch_size,
+            "train_tokens_per_s": tokens_per_s,
+            "train_seconds": seconds,
+            "train_cpu_seconds": sum(h.get("train_cpu_seconds", 0.0) for h in history),
+            "lr_history": [h["lr"] for h in history],
+            "valid_ppl_history": [h["valid_ppl"] for h in history],
+            "history": history,
+            "grad_norm_mean": state.norm_sum / steps if steps else None,
+            "grad_norm_max": state.norm_max,
+            "clipped_fraction": state.clipped / steps if steps else None,
+            "clip": tc.clip,
+            "precision": self.precision,
+            "flops_per_token_forward": model.flops_per_token(),
+            "flops_per_token_train": 3 * model.flops_per_token(),  # forward, and twice that backward
+            "peak_flops_per_s": peak,
+            "achieved_flops_per_s": achieved,
+            "peak_fraction": achieved / peak if achieved else None,
+            **model.eval_info(),
+            "diverged_step": diverged,
+            "threads": torch.get_num_threads() if model.device.type == "cpu" else None,
+            "resumed_train_seconds": sum(h["train_seconds"] for h in history[:self.epochs_before]),
+        }
 
     def _end_epoch(self, epoch: int, result: EpochResult) -> None:
         """Validate; keep the best weights; decay the rate or stop early; checkpoint; log the epoch."""
@@ -237,7 +260,7 @@ class Trainer:
             checkpoint.save({"meta": self.meta, "model": self.model.net.state_dict()}, self.best)
         else:
             state.bad_epochs += 1
-        self.loop.schedule.validated(state, result.lr, improved)
+        self.schedule.validated(state, result.lr, improved)
         if tc.patience and state.bad_epochs >= tc.patience:
             state.stopped_by, state.finished = "early_stopping", True
         train_loss = sum(result.losses) / max(1, len(result.losses))
@@ -254,59 +277,42 @@ class Trainer:
                  epoch, result.lr, math.exp(min(train_loss, 50)), valid["ppl"], " *" if improved else "",
                  result.tokens / result.seconds, result.seconds + valid["eval_seconds"])
 
-
-class Epoch:
-    """One pass over the parallel streams: teacher forcing, truncated BPTT, clipping, budgets."""
-
-    def __init__(self, model, data: torch.Tensor, optimizer, tc, state: TrainState, precision: str):
-        self.model, self.data, self.optimizer, self.tc, self.state = model, data, optimizer, tc, state
-        self.bf16 = precision == "bf16"
-        self.params = list(model.net.parameters())
-        self.seq = model.seq_len(tc.bptt)
-        self.steps_per_epoch = math.ceil((data.size(0) - 1) / self.seq)
-        self.total_steps = self.steps_per_epoch * tc.max_epochs  # the cosine schedule's horizon
-        if tc.max_tokens:
-            self.total_steps = min(self.total_steps, math.ceil(tc.max_tokens / (self.seq * tc.batch_size)))
-        self.schedule = Schedule(tc, self.total_steps)
-        self.clip = tc.clip if tc.clip > 0 else math.inf
-
     def set_lr(self, lr: float) -> float:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return lr
 
-    def run(self, epoch: int) -> EpochResult:
+    def run_epoch(self, epoch: int) -> EpochResult:
+        """One pass over the parallel streams, until they end or a budget runs out."""
         tc, state, data, model = self.tc, self.state, self.data, self.model
         lr = self.set_lr(self.schedule.epoch_start(state, epoch))
         model.net.train()
         hidden = model.initial_state(tc.batch_size)
         pending, losses, seen, started = [], [], 0, time.perf_counter()
         cpu_started = time.process_time()
-        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch}", unit="step", leave=False,
-                   disable=None, file=sys.stderr)
         last = data.size(0) - 1
-        for i in range(0, last, self.seq):
-            if (step_lr := self.schedule.at_step(state.step)) is not None:
-                self.set_lr(step_lr)
-            n = min(self.seq, last - i)
-            x, y = data[i:i + n], data[i + 1:i + 1 + n]  # (T, B) inputs and next-token targets
-            hidden, loss_and_norm = self._step(x, y, hidden)
-            pending.append(loss_and_norm)
-            seen += y.numel()
-            elapsed = state.seconds + time.perf_counter() - started
-            out_of_tokens = tc.max_tokens and state.tokens + seen >= tc.max_tokens
-            out_of_time = tc.max_minutes and elapsed >= 60 * tc.max_minutes
-            if len(pending) == FLUSH_EVERY or out_of_tokens or out_of_time or i + n == last:
-                bad_step = self._flush(pending, losses, bar, seen / (time.perf_counter() - started))
-                if bad_step is not None:
-                    bar.close()
-                    return EpochResult(lr, losses, seen, 0.0, diverged_step=bad_step)
-                pending = []
-            if out_of_tokens or out_of_time:
-                state.stopped_by = "max_tokens" if out_of_tokens else "max_minutes"
-                state.finished = True
-                break
-        bar.close()
+        with tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch}", unit="step", leave=False,
+                  disable=None, file=sys.stderr) as bar:
+            for i in range(0, last, self.seq):
+                if (step_lr := self.schedule.at_step(state.step)) is not None:
+                    self.set_lr(step_lr)
+                n = min(self.seq, last - i)
+                x, y = data[i:i + n], data[i + 1:i + 1 + n]  # (T, B) inputs and next-token targets
+                hidden, loss_and_norm = self._step(x, y, hidden)
+                pending.append(loss_and_norm)
+                seen += y.numel()
+                elapsed = state.seconds + time.perf_counter() - started
+                out_of_tokens = tc.max_tokens and state.tokens + seen >= tc.max_tokens
+                out_of_time = tc.max_minutes and elapsed >= 60 * tc.max_minutes
+                if len(pending) == FLUSH_EVERY or out_of_tokens or out_of_time or i + n == last:
+                    bad_step = self._flush(pending, losses, bar, seen / (time.perf_counter() - started))
+                    if bad_step is not None:
+                        return EpochResult(lr, losses, seen, 0.0, diverged_step=bad_step)
+                    pending = []
+                if out_of_tokens or out_of_time:
+                    state.stopped_by = "max_tokens" if out_of_tokens else "max_minutes"
+                    state.finished = True
+                    break
         # CPU seconds over all threads: the work, not the wait
         return EpochResult(lr, losses, seen, time.perf_counter() - started, time.process_time() - cpu_started)
 
@@ -314,7 +320,7 @@ class Epoch:
         """One chunk, teacher-forced: forward, backward, clip, update. Returns the state carried to
         the next chunk and the (loss, pre-clip gradient norm) pair, left on the device."""
         model = self.model
-        with torch.autocast(model.device.type, torch.bfloat16, enabled=self.bf16):
+        with torch.autocast(model.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
             loss, hidden = model.chunk_loss(x, y, detach_state(hidden))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -341,44 +347,3 @@ class Epoch:
                         refresh=False)
         bar.update(len(pending))
         return None
-
-
-def _stats(model, tc, state, diverged, steps_per_epoch, tokens_per_epoch, precision) -> dict:
-    history = state.history
-    seconds = sum(h["train_seconds"] for h in history)
-    steps = state.step
-    stats = {
-        "stopped_by": state.stopped_by,
-        "epochs": state.epoch,
-        "best_epoch": state.best_epoch,
-        "best_valid_ppl": state.best_valid if history else None,
-        "steps": steps,
-        "steps_per_epoch": steps_per_epoch,
-        "tokens": state.tokens,
-        "tokens_per_epoch": tokens_per_epoch,
-        "train_tokens_per_s": state.tokens / seconds if seconds else None,
-        "train_seconds": seconds,
-        "train_cpu_seconds": sum(h.get("train_cpu_seconds", 0.0) for h in history),
-        "lr_history": [h["lr"] for h in history],
-        "valid_ppl_history": [h["valid_ppl"] for h in history],
-        "history": history,
-        "grad_norm_mean": state.norm_sum / steps if steps else None,
-        "grad_norm_max": state.norm_max,
-        "clipped_fraction": state.clipped / steps if steps else None,
-        "clip": tc.clip,
-        "precision": precision,
-        "flops_per_token_forward": model.flops_per_token(),
-        "flops_per_token_train": 3 * model.flops_per_token(),  # forward, and twice that backward
-        **_utilisation(model, state.tokens / seconds if seconds else None, precision),
-        **model.eval_info(),
-    }
-    return stats | {"diverged_step": diverged}
-
-
-def _utilisation(model, tokens_per_s: float | None, precision: str) -> dict:
-    """Training FLOP/s achieved, and as a fraction of this machine's matmul peak at the precision
-    trained in (see lmbench/hardware.py)."""
-    peak = matmul_peak(model.device)[precision]
-    achieved = 3 * model.flops_per_token() * tokens_per_s if tokens_per_s else None
-    return {"peak_flops_per_s": peak, "achieved_flops_per_s": achieved,
-            "peak_fraction": achieved / peak if achieved else None}

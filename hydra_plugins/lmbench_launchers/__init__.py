@@ -10,8 +10,6 @@ import importlib.util
 
 from hydra.core.config_store import ConfigStore
 
-EXTRA = "pip install 'lmbench[launchers]'"
-
 
 def installed(plugin: str) -> bool:
     return importlib.util.find_spec(f"hydra_plugins.{plugin}") is not None
@@ -20,6 +18,8 @@ def installed(plugin: str) -> bool:
 if not installed("hydra_joblib_launcher"):
     ConfigStore.instance().store(group="hydra/launcher", name="joblib", provider="lmbench", node={
         "_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"})
-if not installed("hydra_submitit_launcher"):
+if installed("hydra_submitit_launcher"):  # the launcher is in _slurm.py, which Hydra's plugin scan skips
+    from hydra_plugins.lmbench_launchers._slurm import SlurmLauncher  # noqa: F401
+else:
     ConfigStore.instance().store(group="schema/launcher", name="slurm", provider="lmbench", node={
         "_target_": "hydra_plugins.lmbench_launchers._slurm.SlurmLauncher"})

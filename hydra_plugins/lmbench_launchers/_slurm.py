@@ -19,11 +19,11 @@ from pathlib import Path
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra.core.utils import JobReturn, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 
-from hydra_plugins.lmbench_launchers.timing import job_config, record_failure, test_perplexity
+from hydra_plugins.lmbench_launchers.timing import job_config, job_return
 from lmbench.errors import UserError
 from lmbench.hardware import cpus_to_request
 from lmbench.runs.preflight import refuse
@@ -59,15 +59,29 @@ def _squeue_job():
     from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
 
     class SqueueWatcher(SlurmInfoWatcher):
+        """Keeps its own jobs' ids and which of them ended (by submitit's ``is_done`` of their states)."""
+
+        def __init__(self, delay_s: int) -> None:
+            super().__init__(delay_s)
+            self.jobs: set[str] = set()
+            self.ended: set[str] = set()
+
+        def register_job(self, job_id: str) -> None:
+            super().register_job(job_id)
+            self.jobs.add(job_id)
+
+        def update(self) -> None:
+            super().update()
+            self.ended |= {job_id for job_id in self.jobs if self.is_done(job_id, mode="cache")}
+
         def _make_command(self) -> list[str] | None:
-            if not self._registered - self._finished:
+            if not self.jobs - self.ended:
                 return None
             return ["squeue", "--me", "--array", "--states=all", "--noheader", "--format=%i|%T|%N"]
 
-        def read_info(self, string) -> dict:
-            text = string.decode() if isinstance(string, bytes) else string
-            info = super().read_info("JobID|State|NodeList\n" + text)
-            for job_id in self._registered - self._finished - info.keys():
+        def read_info(self, string: bytes) -> dict:  # squeue's output, as submitit's update passes it
+            info = super().read_info(b"JobID|State|NodeList\n" + string)
+            for job_id in self.jobs - self.ended - info.keys():
                 info[job_id] = {"JobID": job_id, "State": "ENDED"}  # gone from squeue (MinJobAge)
             return info
 
@@ -124,22 +138,13 @@ class SlurmLauncher(BaseSubmititLauncher):
     def checkpoint(self, sweep_overrides, *args):
         """submitit's hook on the time-limit signal: requeue the job, resuming its last epoch
         checkpoint when it has one (a job warned before its first epoch ended starts afresh)."""
-        import submitit
-
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         overrides = [o for o in sweep_overrides if not o.startswith("train.resume=")]
         if RunDir(run_dir).resumable:
             overrides.append(RESUME)
         log.warning("time limit near: requeuing %s%s", run_dir,
                     " to resume from its checkpoint" if RESUME in overrides else "")
-        return submitit.helpers.DelayedSubmission(self, overrides, *args)
-
-    def _resources(self, job_cfg) -> tuple[int, int]:
-        """CPUs and memory (GB) one job asks for."""
-        cpus = self.params["cpus_per_task"] or cpus_to_request(job_cfg.train.threads)
-        mem_gb = self.params["mem_gb"] or self.params["mem_gb_per_family"].get(
-            str(job_cfg.model.name), DEFAULT_MEM_GB)
-        return cpus, mem_gb
+        return super().checkpoint(overrides, *args)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         import submitit
@@ -154,7 +159,10 @@ class SlurmLauncher(BaseSubmititLauncher):
             number = initial_job_idx + offset
             job_cfg, run_dir = job_config(self, overrides, number)
             jobs.append({"overrides": list(overrides), "cfg": job_cfg, "run_dir": run_dir})
-            by_resources.setdefault(self._resources(job_cfg), []).append((offset, number))
+            cpus = self.params["cpus_per_task"] or cpus_to_request(job_cfg.train.threads)
+            mem_gb = self.params["mem_gb"] or self.params["mem_gb_per_family"].get(
+                str(job_cfg.model.name), DEFAULT_MEM_GB)
+            by_resources.setdefault((cpus, mem_gb), []).append((offset, number))
         for (cpus, mem_gb), members in by_resources.items():
             executor = submitit.SlurmExecutor(folder=self.params["submitit_folder"],
                                               max_num_timeout=self.params["max_num_timeout"])
@@ -173,7 +181,7 @@ class SlurmLauncher(BaseSubmititLauncher):
             raise
 
     def _result(self, job: dict, sweep_dir: Path) -> JobReturn:
-        """The job's return, or for a job that ended without one a failed record saying how."""
+        """The job's return, or for a job that ended without writing its record a failed one saying how."""
         from submitit.core.utils import FailedJobError, UncompletedJobError
 
         slurm_job, run_dir = job["slurm"], job["run_dir"]
@@ -181,16 +189,10 @@ class SlurmLauncher(BaseSubmititLauncher):
             return slurm_job.results()[0]
         except (FailedJobError, UncompletedJobError):
             pass
-        if not RunDir(run_dir).finished:
-            log_path = Path(slurm_job.paths.stdout)
-            state = slurm_job.watcher.get_state(slurm_job.job_id, mode="force")
-            how = _last_words(log_path)
-            record_failure(job["cfg"], run_dir, job["overrides"], "SlurmLauncher",
-                           f"SLURM job {slurm_job.job_id} ended as {state} before the run wrote its "
-                           f"record{f' ({how})' if how else ''}; its log: {log_path}",
-                           slurm_job_id=slurm_job.job_id, log=os.path.relpath(log_path, sweep_dir))
-        result = JobReturn(overrides=job["overrides"], cfg=job["cfg"], hydra_cfg=self.config,
-                           working_dir=str(run_dir), task_name=str(job["cfg"].hydra.job.name))
-        result.status = JobStatus.COMPLETED  # a failed job has its record; the sweep goes on
-        result.return_value = test_perplexity(RunDir(run_dir))
-        return result
+        log_path = Path(slurm_job.paths.stdout)
+        state = slurm_job.watcher.get_state(slurm_job.job_id, mode="force")
+        how = _last_words(log_path)
+        return job_return(self, job["cfg"], run_dir, job["overrides"],
+                          f"SLURM job {slurm_job.job_id} ended as {state} before the run wrote its "
+                          f"record{f' ({how})' if how else ''}; its log: {log_path}",
+                          slurm_job_id=slurm_job.job_id, log=os.path.relpath(log_path, sweep_dir))

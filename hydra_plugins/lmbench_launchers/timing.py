@@ -30,21 +30,25 @@ ConfigStore.instance().store(group="schema/launcher", name="timing", node=Timing
                              provider="lmbench")
 
 
-def record_failure(job_cfg, run_dir: Path, overrides, launcher: str, message: str, **facts) -> None:
-    """A failed record for a job that ended without writing one, so the sweep counts it."""
+def job_return(launcher: Launcher, job_cfg, run_dir: Path, overrides, failure: str, **facts) -> JobReturn:
+    """The job's return to Hydra: its test perplexity, None for a failed job. A job that ended without
+    writing its record first gets a failed one saying ``failure``, so the sweep counts it and goes on."""
     from omegaconf import OmegaConf
 
     from lmbench.runs.run import failed_record
     from lmbench.runs.rundir import RunDir
 
-    cfg = OmegaConf.masked_copy(job_cfg, [k for k in job_cfg if k != "hydra"])
-    job = {"command": " ".join(["lmbench", *overrides]), "sweep": True, "launcher": launcher, **facts}
-    RunDir(run_dir).write_record(failed_record(cfg, RuntimeError(message), job))
-
-
-def test_perplexity(run) -> float | None:
-    """The job's metric, as ``python -m lmbench`` returns it: test perplexity, None for a failed job."""
-    return ((run.record.get("metrics") or {}).get("test") or {}).get("ppl")
+    run = RunDir(run_dir)
+    if not run.finished:
+        cfg = OmegaConf.masked_copy(job_cfg, [k for k in job_cfg if k != "hydra"])
+        job = {"command": " ".join(["lmbench", *overrides]), "sweep": True,
+               "launcher": type(launcher).__name__, **facts}
+        run.write_record(failed_record(cfg, RuntimeError(failure), job))
+    result = JobReturn(overrides=list(overrides), cfg=job_cfg, hydra_cfg=launcher.config,
+                       working_dir=str(run_dir), task_name=str(job_cfg.hydra.job.name))
+    result.status = JobStatus.COMPLETED  # a failed job has its record; the sweep goes on
+    result.return_value = ((run.record.get("metrics") or {}).get("test") or {}).get("ppl")
+    return result
 
 
 def job_config(launcher: Launcher, overrides, number: int):
@@ -60,12 +64,9 @@ class TimingLauncher(Launcher):
         self.config, self.hydra_context = config, hydra_context
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:  # noqa: E501
-        from lmbench.runs.rundir import RunDir
-
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         results = []
         for offset, overrides in enumerate(job_overrides):
             number = initial_job_idx + offset
@@ -74,13 +75,7 @@ class TimingLauncher(Launcher):
             done = subprocess.run([sys.executable, "-m", "lmbench", *overrides, "hydra.mode=RUN",
                                    f"hydra.run.dir={run_dir}"],
                                   env={**os.environ, SWEEP_JOB_ENV: "1"})
-            result = JobReturn(overrides=list(overrides), cfg=job_cfg, hydra_cfg=self.config,
-                               working_dir=str(run_dir), task_name=str(job_cfg.hydra.job.name))
-            if not RunDir(run_dir).finished:  # the job died before it could say so itself
-                record_failure(job_cfg, run_dir, overrides, "TimingLauncher",
-                               f"the job's process exited with code {done.returncode} before writing "
-                               f"its record; see {run_dir}")
-            result.status = JobStatus.COMPLETED  # a failed job has its record; the sweep goes on
-            result.return_value = test_perplexity(RunDir(run_dir))
-            results.append(result)
+            results.append(job_return(self, job_cfg, run_dir, overrides,
+                                      f"the job's process exited with code {done.returncode} before "
+                                      f"writing its record; see {run_dir}"))
         return results

@@ -77,11 +77,9 @@ def load(path: Path, expected: dict | None = None, device="cpu") -> dict:
             from exc
     if not isinstance(payload, dict) or "meta" not in payload or "model" not in payload:
         raise UserError(f"Checkpoint {path} is not an lmbench checkpoint.")
-    if expected is not None:
-        differs = _differences(payload["meta"], expected)
-        if differs:
-            raise UserError(f"Checkpoint {path} belongs to another run ({'; '.join(differs)}). Use the "
-                            "same model, corpus and training config to resume, or a new run folder.")
+    if expected is not None and (differs := _differences(payload["meta"], expected)):
+        raise UserError(f"Checkpoint {path} belongs to another run ({'; '.join(differs)}). Use the "
+                        "same model, corpus and training config to resume, or a new run folder.")
     return payload
 
 

@@ -10,6 +10,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 from omegaconf import OmegaConf
 
 from lmbench.errors import UserError
@@ -75,20 +76,10 @@ def adopt_partial(results_dir: Path, cfg_hash: str, fingerprint: str, run_dir: P
 ACTIVE_FOLDER = Path(tempfile.gettempdir()) / "lmbench-active"  # one empty file per running job
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def live_jobs() -> list[Path]:
     """The registry entries (``<pid>-<n>``) of the lmbench jobs running on this machine now."""
     return [m for m in ACTIVE_FOLDER.glob("*-*")
-            if m.name.split("-")[0].isdigit() and _alive(int(m.name.split("-")[0]))]
+            if (pid := m.name.split("-")[0]).isdigit() and psutil.pid_exists(int(pid))]
 
 
 @contextmanager

@@ -67,18 +67,25 @@ def check_writable(folder: Path, what: str) -> None:
                         "folder); point it at a writable folder.")
 
 
-def preflight(config, run_dir: Path | None) -> None:
-    """Every check that needs no data. ``run_dir``: the single run's folder (None in a sweep)."""
-    validate(config)
-    check_choices(config.hydra.runtime.choices, config.corpus.name)
-    check_writable(Path(config.results_dir), "results_dir")
-    if run_dir is None:
-        check_launcher(config)
-    if run_dir is not None and run_dir.is_dir() and any(run_dir.iterdir()):
-        # an earlier run's folder (a resume): no log file unless a line is logged
-        if OmegaConf.select(config, "hydra.job_logging.handlers.file") is not None:
-            with open_dict(config.hydra):
-                config.hydra.job_logging.handlers.file.delay = True
+def preflight(config, sweep: bool) -> None:
+    """Every check that needs no data, before Hydra makes the run's folder (or the sweep's); bad input
+    is refused in one paragraph."""
+    try:
+        validate(config)
+        check_choices(config.hydra.runtime.choices, config.corpus.name)
+        check_writable(Path(config.results_dir), "results_dir")
+        key = "hydra.sweep.dir" if sweep else "hydra.run.dir"
+        folder = Path(str(OmegaConf.select(config, key)))
+        check_writable(folder, key)
+        if sweep:
+            check_launcher(config)
+        elif folder.is_dir() and any(folder.iterdir()):
+            # an earlier run's folder (a resume): no log file unless a line is logged
+            if OmegaConf.select(config, "hydra.job_logging.handlers.file") is not None:
+                with open_dict(config.hydra):
+                    config.hydra.job_logging.handlers.file.delay = True
+    except (UserError, OmegaConfBaseException) as error:
+        refuse(error)
 
 
 def refuse(error: Exception) -> None:
@@ -95,16 +102,7 @@ def refuse(error: Exception) -> None:
 
 class Preflight(Callback):
     def on_run_start(self, config, **kwargs) -> None:
-        try:
-            run_dir = Path(str(OmegaConf.select(config, "hydra.run.dir")))
-            check_writable(run_dir, "hydra.run.dir")
-            preflight(config, run_dir)
-        except (UserError, OmegaConfBaseException) as error:
-            refuse(error)
+        preflight(config, sweep=False)
 
     def on_multirun_start(self, config, **kwargs) -> None:
-        try:
-            check_writable(Path(str(config.hydra.sweep.dir)), "hydra.sweep.dir")
-            preflight(config, None)
-        except (UserError, OmegaConfBaseException) as error:
-            refuse(error)
+        preflight(config, sweep=True)

@@ -139,11 +139,10 @@ def table(records: list[dict]) -> pd.DataFrame:
                              na_position="last", kind="stable").reset_index(drop=True)
 
 
-def write_tables(root: Path, records: list[dict]) -> pd.DataFrame:
+def write_tables(root: Path, records: list[dict]) -> None:
     """Write ``table.csv`` and ``table.md`` in ``root`` from ``records`` (the one writer of these
     tables; ``rundir.refresh_tables`` regenerates them from a folder)."""
     frame = table(records)
     atomic_write_text(Path(root) / "table.csv", frame.to_csv(index=False))
     markdown = frame.to_markdown(index=False, floatfmt=".4g") if not frame.empty else "(no runs)"
     atomic_write_text(Path(root) / "table.md", markdown + "\n")
-    return frame

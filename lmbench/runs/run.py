@@ -19,7 +19,7 @@ from lmbench.corpora import Corpus, load_corpus
 from lmbench.errors import UserError
 from lmbench.evaluate import evaluate
 from lmbench.models.base import FitSettings
-from lmbench.runs import jobs, provenance, records
+from lmbench.runs import checkpoint, jobs, provenance, records
 from lmbench.runs.rundir import TEST_LOSSES, RunDir, refresh_tables
 
 log = logging.getLogger(__name__)
@@ -158,35 +158,27 @@ def finished_copy(job: Job) -> dict | None:
     return done.record | {"skipped": str(done.path)}
 
 
-def check_run_folder(job: Job, model) -> bool:
-    """Refuse, before anything in the run folder is touched, a folder holding another run: a finished
-    record, a checkpoint without ``train.resume=true``, or one that belongs to another job. Returns
-    whether the folder holds this very job killed (or failed) after a checkpoint: it resumes there."""
-    from lmbench.runs import checkpoint
-
+def start(job: Job):
+    """Build the model and claim the run folder, refusing (before anything there is touched) one that
+    holds another run: a finished record, a checkpoint without ``train.resume=true``, another job's.
+    Resumes this very job killed (or failed) there after a checkpoint, else adopts a killed identical
+    run's checkpoint; returns the model and the folder resumed from (or None)."""
     cfg, folder = job.cfg, RunDir(job.run_dir)
+    check_memory(cfg, job.corpus, job.device)
+    model = models.build(cfg.model.name, cfg.model, job.corpus)
     if not folder.unfinished:
         raise UserError(f"{folder.path} already holds a finished run ({folder.record_path.name}); leave "
                         "it as it is and run without hydra.run.dir: a new folder (force=true reruns a job).")
-    if not models.uses_torch(cfg.model.name):
-        return False
-    saved = folder.path / checkpoint.CHECKPOINT
-    own = folder.resumable and folder.is_job(job.config_hash, job.corpus.fingerprint)
-    if cfg.train.resume or own:
-        checkpoint.load(saved, checkpoint.meta(model, job.corpus, FitSettings.from_config(cfg)))
-    else:
-        checkpoint.refuse_existing(saved)
-    return own
-
-
-def start(job: Job):
-    """Build the model, claim the run folder and adopt a killed identical run's checkpoint; returns
-    the model and the folder resumed from (or None)."""
-    check_memory(job.cfg, job.corpus, job.device)
-    model = models.build(job.cfg.model.name, job.cfg.model, job.corpus)
-    killed_here = check_run_folder(job, model)
+    killed_here = False
+    if models.uses_torch(cfg.model.name):
+        saved = folder.path / checkpoint.CHECKPOINT
+        killed_here = folder.resumable and folder.is_job(job.config_hash, job.corpus.fingerprint)
+        if cfg.train.resume or killed_here:
+            checkpoint.load(saved, checkpoint.meta(model, job.corpus, FitSettings.from_config(cfg)))
+        else:
+            checkpoint.refuse_existing(saved)
     job.run_dir.mkdir(parents=True, exist_ok=True)
-    RunDir(job.run_dir).mark_started(job.config_hash, job.corpus.fingerprint, job.facts.get("command"))
+    folder.mark_started(job.config_hash, job.corpus.fingerprint, job.facts.get("command"))
     resumed_from = job.run_dir if killed_here else jobs.adopt_partial(
         job.results_dir, job.config_hash, job.corpus.fingerprint, job.run_dir)
     if resumed_from is not None:

@@ -121,11 +121,6 @@ class RunDir:
         """Holds the latest epoch's checkpoint, which a resume starts from."""
         return (self.path / CHECKPOINT).is_file()
 
-    @property
-    def started(self) -> bool:
-        """A record or a checkpoint: a run whose folder is kept when it stops."""
-        return self.finished or bool(self.checkpoints())
-
     @contextmanager
     def claim(self, wait: bool) -> Iterator[None]:
         """Hold the folder for this process's job (a lock on the folder itself: no file is added).
@@ -139,22 +134,16 @@ class RunDir:
             try:
                 fcntl.flock(folder, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
+                command = self.marker.get("command")
                 raise FolderBusyError(f"{self.path} is in use by another lmbench process"
-                                      f"{self._command()}: wait for it to finish, or run without "
-                                      "hydra.run.dir (every run then gets a folder of its own).") from None
+                                      f"{f' ({command})' if command else ''}: wait for it to finish, "
+                                      "or run without hydra.run.dir (every run then gets a folder of its "
+                                      "own).") from None
             yield
         finally:
             os.close(folder)  # releases the lock
             if made and self.path.is_dir() and not any(self.path.iterdir()):
                 self.path.rmdir()
-
-    def _command(self) -> str:
-        """`` (<command>)``: what the job marker says runs in this folder, if it says."""
-        try:
-            command = json.loads((self.path / JOB).read_text()).get("command")
-        except (OSError, ValueError):
-            command = None
-        return f" ({command})" if command else ""
 
     def mark_started(self, cfg_hash: str, fingerprint: str, command: str | None) -> None:
         """Write the job marker, which says whose run this folder holds."""
@@ -165,13 +154,18 @@ class RunDir:
         """Leave only a pointer to the finished run this sweep job repeats, so its sweep reports it."""
         atomic_write_text(self.path / SKIPPED, json.dumps({"run_dir": finished}))
 
+    @property
+    def marker(self) -> dict:
+        """The job marker (config hash, corpus fingerprint, command); empty when missing or unreadable."""
+        try:
+            return json.loads((self.path / JOB).read_text())
+        except (OSError, ValueError):
+            return {}
+
     def is_job(self, cfg_hash: str, fingerprint: str) -> bool:
         """The folder's job marker names this job: its config hash and corpus fingerprint."""
-        try:
-            job = json.loads((self.path / JOB).read_text())
-        except (OSError, ValueError):
-            return False
-        return job.get("config_hash") == cfg_hash and job.get("fingerprint") == fingerprint
+        marker = self.marker
+        return marker.get("config_hash") == cfg_hash and marker.get("fingerprint") == fingerprint
 
     @cached_property
     def config(self):
