@@ -321,12 +321,12 @@ def test_records_that_parse_but_lack_keys_are_skipped_and_named(tmp_path):
 def test_a_truncated_losses_file_is_read_as_missing(tmp_path):
     record = run(compose("model=unigram", *TINY, f"results_dir={tmp_path}"), tmp_path / "job")
     folder = RunDir(tmp_path / "job")
-    assert len(folder.test_losses()) == record["metrics"]["test"]["tokens"]
+    assert len(folder.losses()) == record["metrics"]["test"]["tokens"]
     path = tmp_path / "job" / "test_losses.npy"
     path.write_bytes(path.read_bytes()[:100])
-    assert folder.test_losses() is None
+    assert folder.losses() is None
     np.save(path, np.zeros(3, dtype=np.float16))  # whole, but not this run's test split
-    assert folder.test_losses() is None
+    assert folder.losses() is None
     path.write_bytes(b"\x93NUMPY truncated")
     from lmbench import report
 

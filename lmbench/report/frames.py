@@ -82,7 +82,7 @@ def summary(rundirs: list[RunDir], runs: pd.DataFrame) -> pd.DataFrame:
     """Per model × corpus: mean ± sd over seeds, and a bootstrap CI of the seed-averaged model."""
     rows = []
     for (name, corpus, protocol, fingerprint), group in runs[runs.status == "ok"].groupby(["label", *GROUP]):
-        losses = [x for x in (run.test_losses() for run in rundirs
+        losses = [x for x in (run.losses() for run in rundirs
                               if run.record["status"] == "ok" and run.record["id"] in set(group.run))
                   if x is not None]
         low = high = np.nan
@@ -107,7 +107,7 @@ def pairs(rundirs: list[RunDir], label: dict[str, str]) -> pd.DataFrame:
     averaged = {}
     for run in rundirs:
         r = run.record
-        if r["status"] == "ok" and (losses := run.test_losses()) is not None:
+        if r["status"] == "ok" and (losses := run.losses()) is not None:
             key = (r["corpus"]["name"], r["config"].get("protocol"), r["corpus"]["fingerprint"][:12])
             averaged.setdefault(key, {}).setdefault(label[r["id"]], []).append(losses)
     rows = []

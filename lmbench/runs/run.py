@@ -20,7 +20,7 @@ from lmbench.errors import UserError
 from lmbench.evaluate import evaluate
 from lmbench.models.base import FitSettings
 from lmbench.runs import checkpoint, jobs, provenance, records
-from lmbench.runs.rundir import TEST_LOSSES, RunDir, refresh_tables
+from lmbench.runs.rundir import RunDir, refresh_tables
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,8 @@ def fit_and_score(job: Job, model, resume: bool) -> dict:
         metrics[split], losses[split] = _evaluate(model, corpus, split, cfg)
         log.info("%s: ppl %.3f  bpc %.4f  (%d tokens)", split, metrics[split]["ppl"],
                  metrics[split]["bpc"], metrics[split]["tokens"])
-    np.save(job.run_dir / TEST_LOSSES, losses["test"].astype(np.float16))
+    for split, split_losses in losses.items():
+        RunDir(job.run_dir).save_losses(split, split_losses)
     reason = diverged({"metrics": metrics}, train_stats, len(corpus.vocab))
     if reason:
         log.warning("diverged: %s", reason)

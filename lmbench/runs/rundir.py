@@ -25,7 +25,7 @@ RECORD = "record.json"
 JOB = "job.json"  # the job marker: config hash, corpus fingerprint and command, written as the job starts
 SKIPPED = "skipped.json"  # a sweep job skipped as done: the folder of the finished run it repeats
 CHECKPOINTS = "checkpoint*"  # the resume checkpoint and the best weights
-TEST_LOSSES = "test_losses.npy"
+LOSSES = "{split}_losses.npy"  # per-token losses in nats, float32 (older runs: test only, float16)
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 DIAGNOSTICS = "diagnostics"
 REFERENCE_DIR = "reference"  # committed reference runs inside a results folder: not the user's runs
@@ -212,15 +212,20 @@ class RunDir:
                                     self.corpus)
         return model.to("cpu")
 
-    def test_losses(self) -> np.ndarray | None:
-        """Per-token test losses, or None when the file is missing, truncated or not the record's
-        test split."""
+    def losses(self, split: str = "test") -> np.ndarray | None:
+        """Per-token losses of ``split``, or None when the file is missing, truncated or not the
+        record's split."""
         try:
-            losses = np.load(self.path / TEST_LOSSES, allow_pickle=False).astype(np.float64)
+            losses = np.load(self.path / LOSSES.format(split=split), allow_pickle=False).astype(np.float64)
         except (OSError, ValueError, EOFError):
             return None
-        tokens = ((self.record.get("metrics") or {}).get("test") or {}).get("tokens")
+        tokens = ((self.record.get("metrics") or {}).get(split) or {}).get("tokens")
         return losses if losses.ndim == 1 and tokens in (None, len(losses)) else None
+
+    def save_losses(self, split: str, losses: np.ndarray) -> None:
+        """float32: 1e-6 relative at 8 nats, so a mixture of runs is not biased by their rounding."""
+        with open(self.path / LOSSES.format(split=split), "wb") as f:
+            np.save(f, losses.astype(np.float32))
 
     def log_path(self) -> Path | None:
         """The job's log: the record's ``job.log`` (relative to the sweep folder, or absolute), else
