@@ -107,8 +107,8 @@ def components(paths: list[Path]) -> list[RunDir]:
                             "only runs on the same corpus (same vocabulary) and protocol can be mixed.")
         for split in ("valid", "test"):
             if run.losses(split) is None:
-                raise UserError(f"{run.path} has no per-token {split} losses (runs record them since "
-                                "lmbench wrote valid_losses.npy): rerun it to mix it.")
+                raise UserError(f"{run.path} has no per-token {split} losses (older runs kept test losses "
+                                "only): rerun it to mix it.")
     return runs
 
 
