@@ -1,13 +1,16 @@
-"""``python -m lmbench.diagnose <run_dir> [<run_dir> ...] [what=gradients|memory|cells|all] [key=value]``
+"""``python -m lmbench.diagnose <run_dir> [<run_dir> ...] [what=<name>|all] [key=value]``
 
-Each run gets ``<run_dir>/diagnostics/<what>.json`` and figures, and ``record["diagnostics"][what]``.
-With several runs, figures comparing them (one per corpus, a curve per run) go into
-``diagnostics/`` of the runs' common parent folder. Options (``key=value``) go to every diagnostic
-that takes them; each one's defaults are its ``diagnose`` function's:
+``<name>``: gradients, memory, cells or positions. Each run gets ``<run_dir>/diagnostics/<what>.json``
+and figures, and ``record["diagnostics"][what]``. With several runs, figures comparing them (one per
+corpus, a curve per run) go into ``diagnostics/`` of the runs' common parent folder. Options
+(``key=value``) go to every diagnostic that takes them; each one's defaults are its ``diagnose``
+function's:
 
 * gradients: ``split=valid distance=100 windows=8 rows=16``
 * memory: ``split=probe tokens=100000`` (``probe``: a fresh sample of the synthetic process)
 * cells: ``split=test tokens=20000 unit=<label, e.g. c0.17> feature=<name> show=400``
+* positions: ``split=test window=128`` (every family: the loss per position of windows scored from
+  an empty context)
 
 ``threads=1`` sets torch's CPU threads (0 keeps its default of one per core), as ``train.threads``
 does: these small sequential computations gain little from more, and lose much when cores are shared.
@@ -25,12 +28,12 @@ from pathlib import Path
 import torch
 
 from lmbench.corpora.raw import SPLITS
-from lmbench.diagnose import cells, gradients, memory
+from lmbench.diagnose import cells, gradients, memory, positions
 from lmbench.errors import UserError
 from lmbench.runs.rundir import DIAGNOSTICS as FOLDER
 from lmbench.runs.rundir import RunDir
 
-DIAGNOSTICS = {"gradients": gradients, "memory": memory, "cells": cells}
+DIAGNOSTICS = {"gradients": gradients, "memory": memory, "cells": cells, "positions": positions}
 
 
 def parameters(fn) -> dict[str, inspect.Parameter]:
@@ -87,6 +90,11 @@ def describe(what: str, result: dict | None, run: RunDir) -> str:
         return (f"effective memory {memory_text}; excess over the oracle at closers "
                 f"{result['shortest_excess']:.3f} nats at the shortest distance, "
                 f"{result['max_excess']:.3f} at most")
+    if what == "positions":
+        fit = result["fit"]
+        return (f"windows of {result['window']}: plateau at position {result['plateau']}, ICL score "
+                f"{result['icl_score']:+.3f} nats, fit L = {fit['L_inf']:.3f} + {fit['A']:.3f}"
+                f"·t^-{fit['beta']:.2f}")
     shown = result["shown"]
     return f"unit {shown['unit']} correlates {shown['corr']:+.3f} with '{shown['feature']}'"
 
@@ -108,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         if not paths:
             raise UserError("Give at least one run folder.")
         if any(w not in DIAGNOSTICS for w in chosen):
-            raise UserError(f"what={what} is not one of gradients, memory, cells, all.")
+            raise UserError(f"what={what} is not one of {', '.join(DIAGNOSTICS)}, all.")
         known = {k for w in chosen for k in parameters(DIAGNOSTICS[w].diagnose)}
         unknown = sorted(set(given) - known)
         if unknown:

@@ -47,7 +47,7 @@ class Record(TypedDict, total=False):
     timing: dict  # train_seconds (every process that trained the run), train_tokens_per_s, wall_seconds
     memory: dict  # peak_rss_mb, parameters, model_bytes, peak_cuda_mb on CUDA
     job: dict  # launcher facts: command, launcher, sweep, concurrent jobs; SLURM's job id, requeues, log
-    diagnostics: dict  # per diagnostic (gradients, memory, cells) its summary, from lmbench.diagnose
+    diagnostics: dict  # per diagnostic (gradients, memory, cells, positions) its summary (lmbench.diagnose)
 
 
 REQUIRED = {"id": str, "model": str, "status": str, "config": dict, "corpus": dict}  # what tables read
