@@ -20,6 +20,7 @@ import numpy as np
 
 from lmbench.errors import UserError
 from lmbench.evaluate import metrics
+from lmbench.published import line
 from lmbench.runs import provenance, records
 from lmbench.runs.jobs import settings_hash
 from lmbench.runs.rundir import RunDir, find_runs
@@ -112,7 +113,8 @@ def components(paths: list[Path]) -> list[RunDir]:
     return runs
 
 
-def combine(runs: list[RunDir], fixed: bool = False, cache: bool = False) -> tuple[dict, dict]:
+def combine(runs: list[RunDir], fixed: bool = False, cache: bool = False,
+            published: dict | None = None) -> tuple[dict, dict]:
     """The mixture's record and its per-token losses by split: weights from validation (EM, or equal
     when ``fixed``), metrics on both splits, and (``cache``) a unigram cache tuned on validation."""
     valid = np.stack([run.losses("valid") for run in runs])
@@ -125,10 +127,11 @@ def combine(runs: list[RunDir], fixed: bool = False, cache: bool = False) -> tup
         tuned = tune_cache(mixed["valid"], corpus.splits["valid"])
         mixed = {split: with_cache(losses, corpus.splits[split], *tuned) for split, losses in mixed.items()}
     names = [run.label for run in runs]
+    published = {"row": " + ".join(names) + (" + cache" if cache else ""), **(published or {})}
     settings = {"model": {"name": "mix", "components": [run.record["config_hash"] for run in runs],
                           "weights": "fixed" if fixed else "em", "cache": cache},
                 "protocol": runs[0].config.get("protocol"), "seed": 0,
-                "corpus": runs[0].record["config"]["corpus"]}
+                "corpus": runs[0].record["config"]["corpus"], "published": published}
     now = datetime.now(timezone.utc).isoformat()
     record = {
         "version": records.VERSION, "id": records.new_run_id(), "model": "mix", "experiment": None,
@@ -147,17 +150,28 @@ def combine(runs: list[RunDir], fixed: bool = False, cache: bool = False) -> tup
     return record, mixed
 
 
-def main(argv: list[str] | None = None) -> None:
+def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m lmbench.combine", description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", type=Path, help="run or sweep folders")
     parser.add_argument("--fixed", action="store_true", help="equal weights instead of EM on validation")
     parser.add_argument("--cache", action="store_true", help="interpolate a unigram cache of the history")
     parser.add_argument("--greedy", action="store_true", help="print the greedy order of components")
     parser.add_argument("--out", type=Path, help="the mixture's folder (default: beside the first run)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--row", help="its name in tables (default: its components', joined by +)")
+    parser.add_argument("--published", type=float, help="the published test perplexity it reproduces")
+    parser.add_argument("--source", help="where the published figure comes from (paper, table)")
+    parser.add_argument("--tolerance", type=float, help="goal: within this relative difference of it")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arguments(argv)
+    published = {key: value for key, value in (("row", args.row), ("value", args.published),
+                                               ("source", args.source), ("tolerance", args.tolerance))
+                 if value is not None}
     try:
         runs = components(args.paths)
-        record, mixed = combine(runs, args.fixed, args.cache)
+        record, mixed = combine(runs, args.fixed, args.cache, published)
         out = RunDir(args.out or runs[0].path.parent / f"mix_{record['id']}")
         out.path.mkdir(parents=True, exist_ok=True)
         record["run_dir"] = str(out.path)
@@ -169,14 +183,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     for part in record["mixture"]["components"]:
         print(f"{part['weight']:.3f}  {part['label']}  ({part['run_dir']})")
-    if record["mixture"]["cache"]:
-        cache = record["mixture"]["cache"]
+    if cache := record["mixture"]["cache"]:
         print(f"cache: {cache['size']} tokens, weight {cache['weight']}")
     print(f"mixture: valid ppl {record['metrics']['valid']['ppl']:.2f}, test ppl "
           f"{record['metrics']['test']['ppl']:.2f}  ({out.path})")
+    print(line(record))
     if args.greedy:
-        valid = np.stack([run.losses("valid") for run in runs])
-        for step, (i, loss) in enumerate(greedy(valid), 1):
+        for step, (i, loss) in enumerate(greedy(np.stack([run.losses("valid") for run in runs])), 1):
             print(f"greedy {step}: + {runs[i].label}  valid ppl {np.exp(loss):.2f}")
 
 

@@ -114,6 +114,8 @@ def _budget_cell(rows: pd.DataFrame) -> str:
     """What bounded a model's training, and what stopped it (per seed when seeds differ)."""
     if rows.model.iloc[0] in COUNT_BASED:
         return "counts (no budget)"
+    if rows.model.iloc[0] == "mix":
+        return "mixture of finished runs"
     minutes, tokens = rows.budget_min.dropna(), rows.budget_tokens.dropna()
     budget = (f"{minutes.iloc[0]:g} min" if len(minutes) else
               f"{count(tokens.iloc[0])} tok" if len(tokens) else f"≤ {rows.max_epochs.max():g} epochs")
