@@ -86,7 +86,7 @@ def test_a_mixture_of_finished_runs_is_a_run_the_report_ranks(tmp_path, capsys):
     assert mix.record["metrics"]["valid"]["ppl"] <= best_alone * (1 + 1e-9)
     assert len(mix.losses("test")) == mix.record["metrics"]["test"]["tokens"]
     build(sweep)
-    assert "| mix |" in (sweep / "report.md").read_text()
+    assert "| ngram s0 + unigram s0 + cache |" in (sweep / "report.md").read_text()
 
 
 def test_runs_on_other_tokens_are_refused(tmp_path):
