@@ -1,6 +1,7 @@
 """A run folder, the one owner of its files: its record (written and read, old layouts migrated),
-job marker, checkpoints, config, corpus, label, test losses and trained model. The run, launchers,
-the report, ``sample`` and ``diagnose`` all see runs through ``RunDir``."""
+job marker, claim, checkpoints, config, corpus, label, per-split losses, skipped-job pointer and
+trained model. The run, launchers, the report, ``sample``, ``diagnose`` and ``combine`` all see runs
+through ``RunDir``."""
 
 from __future__ import annotations
 
