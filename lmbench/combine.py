@@ -87,6 +87,12 @@ def tune_cache(losses: np.ndarray, ids: np.ndarray) -> tuple[int, float]:
                key=lambda sw: with_cache(losses, ids, *sw).mean())
 
 
+def tokens(run: RunDir) -> dict:
+    """What decides which tokens a run scored: its corpus (fingerprint, vocabulary included) and protocol."""
+    return {"corpus fingerprint": run.record["corpus"].get("fingerprint"),
+            "protocol": run.config.get("protocol")}
+
+
 def components(paths: list[Path]) -> list[RunDir]:
     """The finished runs in ``paths`` (run or sweep folders), refused unless every one is ``ok``, has
     its valid and test per-token losses and scored the same tokens (corpus fingerprint, protocol)."""
@@ -96,13 +102,9 @@ def components(paths: list[Path]) -> list[RunDir]:
         runs += [run for run in found if run.record["model"] != "mix" and run.record["status"] == "ok"]
     if not runs:
         raise UserError(f"No finished ok runs in {', '.join(map(str, paths))}: nothing to combine.")
-    first = runs[0]
+    first, wanted = runs[0], tokens(runs[0])
     for run in runs:
-        same = {"corpus fingerprint": run.record["corpus"].get("fingerprint"),
-                "protocol": run.config.get("protocol")}
-        wanted = {"corpus fingerprint": first.record["corpus"].get("fingerprint"),
-                  "protocol": first.config.get("protocol")}
-        differs = [f"{k} {same[k]} against {wanted[k]}" for k in same if same[k] != wanted[k]]
+        differs = [f"{k} {v} against {wanted[k]}" for k, v in tokens(run).items() if v != wanted[k]]
         if differs:
             raise UserError(f"{run.path} scored other tokens than {first.path} ({'; '.join(differs)}): "
                             "only runs on the same corpus (same vocabulary) and protocol can be mixed.")
