@@ -3,7 +3,9 @@
 Linear interpolation of the components' per-token probabilities (Mikolov 2012, Table 4.1; Bengio et
 al. 2003's MLP mixed with a trigram), weights fitted by EM on the validation split and scored on test,
 or fixed (``--fixed``, equal weights: the 0.5 of Bengio and the RNNLM toolkit); ``--greedy`` adds
-components one at a time by validation gain (Mikolov, Table 4.6); ``--cache`` interpolates a unigram
+components one at a time by validation gain (Mikolov, Table 4.6); ``--each-corpus`` mixes each
+corpus's runs apart (every training size of ``experiment=data_size``: Mikolov's WSJ finding, the
+network's gain over the n-gram growing with data); ``--cache`` interpolates a unigram
 cache of the recently scored tokens (Kuhn & De Mori 1990), its size and weight tuned on validation.
 The mixture writes a record (model ``mix``, its components and weights) with its per-token losses,
 so tables, the report and the paired bootstrap treat it as one more run.
@@ -93,26 +95,32 @@ def tokens(run: RunDir) -> dict:
             "protocol": run.config.get("protocol")}
 
 
-def components(paths: list[Path]) -> list[RunDir]:
-    """The finished runs in ``paths`` (run or sweep folders), refused unless every one is ``ok``, has
-    its valid and test per-token losses and scored the same tokens (corpus fingerprint, protocol)."""
+def components(paths: list[Path], each_corpus: bool = False) -> list[list[RunDir]]:
+    """The finished runs in ``paths`` (run or sweep folders) as groups to mix: one group, or with
+    ``each_corpus`` one per corpus and protocol (a data-size sweep's sizes). Refused unless every run
+    is ``ok``, has its valid and test per-token losses and scored the same tokens as its group."""
     runs = []
     for path in paths:
         found = [RunDir.open(path, finished_only=True)] if RunDir(path).finished else find_runs(path)[0]
         runs += [run for run in found if run.record["model"] != "mix" and run.record["status"] == "ok"]
     if not runs:
         raise UserError(f"No finished ok runs in {', '.join(map(str, paths))}: nothing to combine.")
-    first, wanted = runs[0], tokens(runs[0])
+    groups = {}
     for run in runs:
-        differs = [f"{k} {v} against {wanted[k]}" for k, v in tokens(run).items() if v != wanted[k]]
-        if differs:
-            raise UserError(f"{run.path} scored other tokens than {first.path} ({'; '.join(differs)}): "
-                            "only runs on the same corpus (same vocabulary) and protocol can be mixed.")
-        for split in ("valid", "test"):
-            if run.losses(split) is None:
-                raise UserError(f"{run.path} has no per-token {split} losses (older runs kept test losses "
-                                "only): rerun it to mix it.")
-    return runs
+        groups.setdefault(str(tokens(run)) if each_corpus else "all", []).append(run)
+    for group in groups.values():
+        first, wanted = group[0], tokens(group[0])
+        for run in group:
+            differs = [f"{k} {v} against {wanted[k]}" for k, v in tokens(run).items() if v != wanted[k]]
+            if differs:
+                raise UserError(f"{run.path} scored other tokens than {first.path} ({'; '.join(differs)}): "
+                                "only runs on the same corpus (same vocabulary) and protocol can be mixed "
+                                "(--each-corpus mixes each corpus's runs apart).")
+            for split in ("valid", "test"):
+                if run.losses(split) is None:
+                    raise UserError(f"{run.path} has no per-token {split} losses (older runs kept test "
+                                    "losses only): rerun it to mix it.")
+    return list(groups.values())
 
 
 def combine(runs: list[RunDir], fixed: bool = False, cache: bool = False,
@@ -143,6 +151,7 @@ def combine(runs: list[RunDir], fixed: bool = False, cache: bool = False,
         "started_at": now, "finished_at": now,
         "metrics": {split: metrics(losses, corpus.chars[split]) | {"protocol": settings["protocol"]}
                     for split, losses in mixed.items()},
+        "floor": runs[0].record.get("floor"),  # the same tokens: the same exact floor, where there is one
         "mixture": {"components": [{"run": run.record["id"], "run_dir": str(run.path), "label": name,
                                     "model": run.family, "weight": float(w)}
                                    for run, name, w in zip(runs, names, weights)],
@@ -157,6 +166,8 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("paths", nargs="+", type=Path, help="run or sweep folders")
     parser.add_argument("--fixed", action="store_true", help="equal weights instead of EM on validation")
     parser.add_argument("--cache", action="store_true", help="interpolate a unigram cache of the history")
+    parser.add_argument("--each-corpus", action="store_true",
+                        help="mix each corpus's runs apart (e.g. each training size of experiment=data_size)")
     parser.add_argument("--greedy", action="store_true", help="print the greedy order of components")
     parser.add_argument("--out", type=Path, help="the mixture's folder (default: beside the first run)")
     parser.add_argument("--row", help="its name in tables (default: its components', joined by +)")
@@ -166,23 +177,15 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = arguments(argv)
-    published = {key: value for key, value in (("row", args.row), ("value", args.published),
-                                               ("source", args.source), ("tolerance", args.tolerance))
-                 if value is not None}
-    try:
-        runs = components(args.paths)
-        record, mixed = combine(runs, args.fixed, args.cache, published)
-        out = RunDir(args.out or runs[0].path.parent / f"mix_{record['id']}")
-        out.path.mkdir(parents=True, exist_ok=True)
-        record["run_dir"] = str(out.path)
-        for split, losses in mixed.items():
-            out.save_losses(split, losses)
-        out.write_record(record)
-    except UserError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        sys.exit(1)
+def mix(runs: list[RunDir], args: argparse.Namespace, published: dict) -> None:
+    """Combine ``runs``, write the mixture's folder and print its weights and perplexities."""
+    record, mixed = combine(runs, args.fixed, args.cache, published)
+    out = RunDir(args.out or runs[0].path.parent / f"mix_{record['id']}")
+    out.path.mkdir(parents=True, exist_ok=True)
+    record["run_dir"] = str(out.path)
+    for split, losses in mixed.items():
+        out.save_losses(split, losses)
+    out.write_record(record)
     for part in record["mixture"]["components"]:
         print(f"{part['weight']:.3f}  {part['label']}  ({part['run_dir']})")
     if cache := record["mixture"]["cache"]:
@@ -193,6 +196,23 @@ def main(argv: list[str] | None = None) -> None:
     if args.greedy:
         for step, (i, loss) in enumerate(greedy(np.stack([run.losses("valid") for run in runs])), 1):
             print(f"greedy {step}: + {runs[i].label}  valid ppl {np.exp(loss):.2f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arguments(argv)
+    published = {key: value for key, value in (("row", args.row), ("value", args.published),
+                                               ("source", args.source), ("tolerance", args.tolerance))
+                 if value is not None}
+    try:
+        groups = components(args.paths, args.each_corpus)
+        if args.out and len(groups) > 1:
+            raise UserError("--out names one folder, and --each-corpus found several corpora to mix: "
+                            "leave --out out (each mixture goes beside its first run).")
+        for runs in groups:
+            mix(runs, args, published)
+    except UserError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

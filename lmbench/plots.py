@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 from matplotlib.colors import ListedColormap, to_hex  # noqa: E402
@@ -143,20 +144,31 @@ def learning_curves(histories: pd.DataFrame, flat: pd.DataFrame, floors: dict, f
 
 def data_size(points: pd.DataFrame, folder: Path) -> list[Path]:
     """Excess test loss over the exact oracle against training tokens, one line per family (the mean
-    over seeds): what more data buys each family, and what is left for memory to explain."""
+    over seeds): what more data buys each family, and what is left for memory to explain. Where the
+    sweep has mixtures (``lmbench.combine --each-corpus``), a second panel shows the mixture's
+    perplexity reduction over the n-gram at each size (Mikolov 2012, §5: it grows with data)."""
     paths = []
     for corpus, frame in points.groupby("corpus"):
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
-        for family, runs in frame.groupby("family"):
-            mean = runs.groupby("train_tokens").excess.mean()
-            ax.plot(mean.index, mean.values, marker="o", color=colour(family), label=family)
+        excess = frame.groupby(["family", "train_tokens"]).excess.mean().unstack("family")
+        gain = {"mix", "ngram"} <= set(excess.columns)
+        fig, axes = plt.subplots(1, 2 if gain else 1, figsize=(11 if gain else 6.4, 4.2), squeeze=False)
+        ax = axes[0, 0]
+        for family in excess.columns:
+            ax.plot(excess.index, excess[family], marker="o", color=colour(family), label=family)
         ax.axhline(0, color=colour("oracle"), linestyle="--", linewidth=1, label="oracle (floor)")
         ax.set(xscale="log", xlabel="training tokens (log scale)",
-               ylabel="test loss above the oracle's (nats/token)")
-        _log_axis(ax.xaxis)
-        ax.grid(alpha=0.3, which="both")
+               ylabel="test loss above the oracle's (nats/token)",
+               title=f"{corpus}: excess loss over the exact floor against training-set size")
+        if gain:
+            reduction = 100 * (1 - np.exp(excess["mix"] - excess["ngram"])).dropna()
+            axes[0, 1].plot(reduction.index, reduction.values, marker="o", color=colour("mix"))
+            axes[0, 1].set(xscale="log", xlabel="training tokens (log scale)",
+                           ylabel="test perplexity below the n-gram's (%)",
+                           title="the mixture's gain over the n-gram alone")
+        for a in axes[0]:
+            _log_axis(a.xaxis)
+            a.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-        ax.set_title(f"{corpus}: excess loss over the exact floor against training-set size")
         paths.append(save(fig, folder / file_name(f"datasize_{corpus}")))
     return paths
 

@@ -200,6 +200,32 @@ def test_runs_at_several_training_sizes_get_the_excess_over_the_floor_plot(tmp_p
     assert "plots/datasize_synthetic.png" in (sweep / "report.md").read_text()
 
 
+@pytest.mark.slow
+def test_each_training_size_gets_its_mixture_and_the_plot_its_gain_over_the_ngram(tmp_path):
+    from matplotlib.image import imread
+
+    from lmbench.combine import main
+    from lmbench.report import build
+    from lmbench.report.frames import data_size
+    from lmbench.runs.rundir import find_runs
+
+    done = lmbench(tmp_path, "-m", "model=ngram,unigram", "corpus.train_tokens=3000,30000",
+                   "corpus.valid_tokens=2000", "corpus.test_tokens=2000")
+    assert done.returncode == 0, done.stderr
+    sweep = next((tmp_path / "results" / "sweeps").iterdir())
+    alone = imread(sweep / "plots" / "datasize_synthetic.png").shape[1]
+    main([str(sweep), "--each-corpus"])
+    runs = [r.record for r in find_runs(sweep)[0]]
+    mixes = [r for r in runs if r["model"] == "mix"]
+    assert sorted(m["corpus"]["train_tokens"] for m in mixes) == [3000, 30000]
+    for mix in mixes:  # scored the same tokens as its components: their floor is its floor
+        assert {r["floor"]["nll"] for r in runs if r["corpus"] == mix["corpus"]} == {mix["floor"]["nll"]}
+    points = data_size(runs).set_index(["family", "train_tokens"]).excess
+    assert points["mix", 30000] < points["unigram", 30000]
+    build(sweep)
+    assert imread(sweep / "plots" / "datasize_synthetic.png").shape[1] > 1.4 * alone  # the gain panel
+
+
 def test_copies_of_one_finished_job_count_once_not_as_seeds(tmp_path):
     """Identical commands started together finish the same job three times: one run in the leaderboard
     (no '± 0.0' over three 'seeds'), the others named in the flags."""
