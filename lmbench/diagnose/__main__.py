@@ -1,16 +1,18 @@
 """``python -m lmbench.diagnose <run_dir> [<run_dir> ...] [what=<name>|all] [key=value]``
 
-``<name>``: gradients, memory, cells or positions. Each run gets ``<run_dir>/diagnostics/<what>.json``
-and figures, and ``record["diagnostics"][what]``. With several runs, figures comparing them (one per
-corpus, a curve per run) go into ``diagnostics/`` of the runs' common parent folder. Options
-(``key=value``) go to every diagnostic that takes them; each one's defaults are its ``diagnose``
-function's:
+``<name>``: gradients, memory, cells, positions or copying. Each run gets
+``<run_dir>/diagnostics/<what>.json`` and figures, and ``record["diagnostics"][what]``. With several
+runs, figures comparing them (one per corpus, a curve per run) go into ``diagnostics/`` of the runs'
+common parent folder. Options (``key=value``) go to every diagnostic that takes them; each one's
+defaults are its ``diagnose`` function's:
 
 * gradients: ``split=valid distance=100 windows=8 rows=16``
 * memory: ``split=probe tokens=100000`` (``probe``: a fresh sample of the synthetic process)
 * cells: ``split=test tokens=20000 unit=<label, e.g. c0.17> feature=<name> show=400``
 * positions: ``split=test window=128`` (every family: the loss per position of windows scored from
   an empty context)
+* copying: ``length=50 sequences=200 seed=0`` (every family: random tokens then their exact repeat,
+  the loss per position on each copy)
 
 ``threads=1`` sets torch's CPU threads (0 keeps its default of one per core), as ``train.threads``
 does: these small sequential computations gain little from more, and lose much when cores are shared.
@@ -28,12 +30,13 @@ from pathlib import Path
 import torch
 
 from lmbench.corpora.raw import SPLITS
-from lmbench.diagnose import cells, gradients, memory, positions
+from lmbench.diagnose import cells, copying, gradients, memory, positions
 from lmbench.errors import UserError
 from lmbench.runs.rundir import DIAGNOSTICS as FOLDER
 from lmbench.runs.rundir import RunDir
 
-DIAGNOSTICS = {"gradients": gradients, "memory": memory, "cells": cells, "positions": positions}
+DIAGNOSTICS = {"gradients": gradients, "memory": memory, "cells": cells, "positions": positions,
+               "copying": copying}
 
 
 def parameters(fn) -> dict[str, inspect.Parameter]:
@@ -51,7 +54,7 @@ def keyword_args(what: str, given: dict[str, str]) -> dict:
                 out[name] = kind(given[name])
             except ValueError:
                 raise UserError(f"{name}={given[name]} is not a valid {kind.__name__}.") from None
-            if kind is int and out[name] < 1:  # counts of tokens, steps, windows, rows, shown tokens
+            if kind is int and name != "seed" and out[name] < 1:  # counts: tokens, steps, windows, rows
                 raise UserError(f"{name}={given[name]} is out of range: it must be at least 1.")
             splits = dict.fromkeys([*SPLITS, param.default])  # memory's default, probe, is one more
             if name == "split" and out[name] not in splits:
@@ -95,6 +98,11 @@ def describe(what: str, result: dict | None, run: RunDir) -> str:
         return (f"windows of {result['window']}: plateau at position {result['plateau']}, ICL score "
                 f"{result['icl_score']:+.3f} nats, fit L = {fit['L_inf']:.3f} + {fit['A']:.3f}"
                 f"·t^-{fit['beta']:.2f}")
+    if what == "copying":
+        return (f"repeat of {result['length']} random tokens: first copy {result['first_loss']:.3f} nats, "
+                f"repeat {result['repeat_loss']:.3f} nats, copy gain {result['copy_gain']:+.3f} nats "
+                f"({result['copied_fraction']:.0%} of positions significant; uniform "
+                f"{result['uniform_loss']:.3f})")
     shown = result["shown"]
     return f"unit {shown['unit']} correlates {shown['corr']:+.3f} with '{shown['feature']}'"
 
