@@ -69,6 +69,12 @@ class LanguageModel(Protocol):
         """Free parameters (stored counts or probabilities for count-based models)."""
         ...
 
+    def non_embedding_parameters(self) -> int | None:
+        """Kaplan et al. (2020)'s size N, which scaling laws are fitted against: the parameters less the
+        vocabulary-sized tables (token embeddings, the output layer) and positional embeddings. An
+        n-gram gives its stored n-grams (its table is its size); models with no such size give None."""
+        ...
+
     def size_bytes(self) -> int:
         """Bytes the model holds in memory for scoring."""
         ...

@@ -75,6 +75,13 @@ class FNN(NeuralModel):  # model=fnn: a row of lmbench.models.MODELS, its schema
     def _tied_flops(self) -> int:
         return 2 * self.vocab_size * self.cfg.hidden_size if self.cfg.tie_weights else 0
 
+    def _vocabulary_parameters(self) -> list[nn.Parameter]:
+        """The embeddings, the output layer and the direct connections (also onto the vocabulary): N is
+        the hidden layer alone, ((n-1)·m + 1)·h."""
+        net = self.net
+        output = [net.out_bias] if net.out is None else list(net.out.parameters())
+        return [net.embed.weight, *output, *([] if net.direct is None else [net.direct.weight])]
+
     def initial_state(self, batch: int):
         return torch.full((self.context, batch), self.pad_id, dtype=torch.long, device=self.device)
 

@@ -112,9 +112,28 @@ class NeuralModel:
         tensors = list(self.net.parameters()) + list(self.net.buffers())
         return sum(t.numel() * t.element_size() for t in tensors)
 
+    def non_embedding_parameters(self) -> int:
+        return self.num_parameters() - sum(p.numel() for p in self._vocabulary_parameters())
+
+    def _vocabulary_parameters(self) -> list[nn.Parameter]:
+        """What Kaplan et al.'s N leaves out, by identity: every ``nn.Embedding`` table (tokens, positions,
+        padding rows), every ``nn.Linear`` onto the vocabulary and the net's own vocabulary-sized
+        parameters (a decoder bias). Exact for the recurrent nets; families whose layers could be
+        vocabulary-wide by coincidence name theirs."""
+        v = self.vocab_size
+        tables = [m.weight for m in self.net.modules() if isinstance(m, nn.Embedding)]
+        decoders = [p for m in self.net.modules() if isinstance(m, nn.Linear) and m.out_features == v
+                    for p in m.parameters()]
+        return tables + decoders + [p for p in self.net.parameters(recurse=False) if p.shape[0] == v]
+
     def flops_per_token(self) -> int:
-        """Forward multiply-adds x 2 per token: every weight matrix is used once per token;
-        embedding lookups cost nothing. Families add what the parameter count misses."""
+        """Forward FLOPs per token, 2 per multiply-add: every weight is used once per token (2 x the
+        parameters less the embedding tables, whose lookups cost nothing; biases are counted 2 each too).
+        A recurrent layer of g gates (RNN 1, GRU 3, LSTM 4) with input width I and hidden width H costs
+        2·g·H·(I + H): each gate an input and a recurrent matmul; a dense layer 2·(its N), so training,
+        at 3x the forward (the backward pass costs twice it), is Kaplan et al.'s 6N per token.
+        Elementwise gate products and nonlinearities are not counted. Families add what the parameter
+        count misses (attention, a decoder tied to the embeddings)."""
         embeddings = sum(m.weight.numel() for m in self.net.modules() if isinstance(m, nn.Embedding))
         return 2 * (self.num_parameters() - embeddings) + self._tied_flops()
 

@@ -134,5 +134,10 @@ class Ngram:
         """Stored probabilities and backoff weights."""
         return sum(self.lm.entries()) + sum(len(b) for b in self.lm.log_bo) if self.lm else 0
 
+    def non_embedding_parameters(self) -> int:
+        """Stored n-grams of every order: the table is the model, so a scaling plot places each order
+        by it (its unigrams, though vocabulary-sized, are counted: order 1 would otherwise be 0)."""
+        return sum(self.lm.entries()) if self.lm else 0
+
     def size_bytes(self) -> int:
         return sum(self.lm.nbytes()) if self.lm else 0

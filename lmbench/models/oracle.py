@@ -96,5 +96,9 @@ class Oracle:
     def num_parameters(self) -> int:
         return self.process.num_parameters()
 
+    def non_embedding_parameters(self) -> None:
+        """None: the generating process is given, not learned, so it has no place on a scaling curve."""
+        return None
+
     def size_bytes(self) -> int:
         return self.process.size_bytes() + self.to_vocab.nbytes + self.seen.nbytes

@@ -97,6 +97,11 @@ class Transformer(NeuralModel):  # model=transformer: a row of lmbench.models.MO
     def eval_info(self) -> dict:
         return {"eval_window": self.window, "eval_stride": self.stride}
 
+    def _vocabulary_parameters(self) -> list[nn.Parameter]:
+        """The token table (also the tied output layer) and the positions: N = 12·layers·d² + 13·layers·d
+        + 2·d (attention 4d², MLP 8d², their biases and the layer norms), Kaplan et al.'s 12·n_layer·d²."""
+        return [self.net.tok.weight, self.net.pos.weight]
+
     def flops_per_token(self) -> int:
         # + attention scores and weighted sums (2 * 2 * T * d per layer, T ~ half a window on average)
         # + the tied output projection

@@ -46,5 +46,9 @@ class Unigram:
     def num_parameters(self) -> int:
         return self.vocab_size - 1
 
+    def non_embedding_parameters(self) -> None:
+        """None: its one table is vocabulary-sized, all of it what Kaplan et al.'s N leaves out."""
+        return None
+
     def size_bytes(self) -> int:
         return self.log_p.nbytes

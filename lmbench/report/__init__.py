@@ -20,7 +20,7 @@ import pandas as pd
 from lmbench import plots
 from lmbench.files import atomic_copy, atomic_write_text
 from lmbench.models import COUNT_BASED
-from lmbench.report import frames, render, tables
+from lmbench.report import frames, render, scaling, tables
 from lmbench.runs.records import write_tables
 from lmbench.runs.rundir import DIAGNOSTICS, RunDir, find_runs
 
@@ -65,10 +65,11 @@ def _figures(*, rundirs, label, runs, summary, orders, groups, floor, folder) ->
     if not orders.empty:
         drawn += plots.ngram_growth(orders, folder)
     drawn += plots.data_size(frames.data_size([run.record for run in rundirs]), folder)
+    drawn += scaling.figures([run.record for run in rundirs], folder)
     figures = []
     for n, group in enumerate(groups):
         first = next(g for g in groups if g.corpus == group.corpus) is group
-        mine = [f for prefix in ("tradeoffs", "curves", "datasize", "ngram") for f in drawn
+        mine = [f for prefix in ("tradeoffs", "curves", "datasize", "scaling", "ngram") for f in drawn
                 if f.name == plots.file_name(f"{prefix}_{group.corpus}")] if first else []
         if len(group.matrix) > 1:
             alone = sum(g.corpus == group.corpus for g in groups) == 1
@@ -140,7 +141,8 @@ def build(root: Path, out: Path | None = None) -> dict:
         if kinds else "no runs",
         intro=f"{len(records)} runs ({ok} ok)" + (f" of experiment={experiments}" if experiments else "")
         + f"; {len(skipped)} unreadable records skipped.",
-        findings=[line for group in groups for line in group.findings] or ["No finished runs to compare."],
+        findings=[line for group in groups for line in group.findings] + scaling.findings(records, out)
+        or ["No finished runs to compare."],
         flags=tables.flags(runs, warnings + repeated + refused, skipped),
         groups=groups, details=tables.details(runs, pair_table, orders, out),
         diagnostics=diagnostics, environment=env)

@@ -45,7 +45,7 @@ class Record(TypedDict, total=False):
     traceback: str  # its traceback
     train: dict  # the model's training statistics: epochs, history, train_seconds (epochs only), ...
     timing: dict  # train_seconds (every process that trained the run), train_tokens_per_s, wall_seconds
-    memory: dict  # peak_rss_mb, parameters, model_bytes, peak_cuda_mb on CUDA
+    memory: dict  # peak_rss_mb, parameters, non_embedding_parameters, model_bytes, peak_cuda_mb on CUDA
     job: dict  # launcher facts: command, launcher, sweep, concurrent jobs; SLURM's job id, requeues, log
     diagnostics: dict  # per diagnostic (gradients, memory, cells, positions) its summary (lmbench.diagnose)
 
@@ -95,7 +95,8 @@ def row(record: dict, test: dict | None = None) -> dict:
         "status": record["status"], "valid_ppl": valid.get("ppl"), "test_ppl": test.get("ppl"),
         "test_ppl_lo": (test.get("ppl_ci") or [None, None])[0],
         "test_ppl_hi": (test.get("ppl_ci") or [None, None])[1], "test_bpc": test.get("bpc"),
-        "params": memory.get("parameters"),
+        "params": memory.get("parameters"), "non_embedding_params": memory.get("non_embedding_parameters"),
+        "train_flops": train_flops(train),
         "model_mb": memory.get("model_bytes") / 2**20 if memory.get("model_bytes") else None,
         "peak_rss_mb": memory.get("peak_rss_mb"), "peak_cuda_mb": memory.get("peak_cuda_mb"),
         "train_s": timing.get("train_seconds"), "train_tok_s": timing.get("train_tokens_per_s"),
@@ -111,6 +112,13 @@ def row(record: dict, test: dict | None = None) -> dict:
         "shared_process": bool(job.get("earlier_jobs_in_process")), "command": job.get("command"),
         "error": (record.get("error") or "").strip().split("\n")[0],
     }
+
+
+def train_flops(train: dict) -> float | None:
+    """Training compute C: FLOPs per training token (forward and backward, ``flops_per_token_train``)
+    times the tokens trained; None for a count-based model."""
+    per_token, tokens = train.get("flops_per_token_train"), train.get("tokens")
+    return float(per_token) * tokens if per_token and tokens else None
 
 
 def device_name(record: dict) -> str | None:

@@ -230,7 +230,7 @@ def fit_and_score(job: Job, model, resume: bool) -> dict:
 def finish(job: Job, record: dict, model, concurrent: int, earlier_jobs: int) -> None:
     """Add memory and job facts, write the record atomically and refresh the results tables."""
     memory = {"peak_rss_mb": provenance.peak_rss_mb(), "parameters": model.num_parameters(),
-              "model_bytes": model.size_bytes()}
+              "non_embedding_parameters": model.non_embedding_parameters(), "model_bytes": model.size_bytes()}
     if job.device == "cuda":
         import torch
 
