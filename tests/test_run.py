@@ -76,6 +76,24 @@ def test_an_old_record_without_a_version_is_read_in_the_current_layout(tmp_path)
     assert RunDir(tmp_path / "new").record["timing"]["train_seconds"] == 20.0  # the current layout, as is
 
 
+def test_a_record_under_a_corrected_row_name_is_still_the_job_its_recipe_composes_today(tmp_path):
+    from omegaconf import OmegaConf
+
+    from lmbench.runs.jobs import config_hash, find_done
+
+    cfg = compose("recipe=brown/mlp_h100")
+    today = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    old_name, = records.RENAMED_ROWS
+    config = {**today, "published": {**today["published"], "beats_rows": ["Kneser-Ney n=3", old_name]}}
+    old = {**SMALLEST, "version": 1, "status": "ok", "config": config, "config_hash": "old",
+           "corpus": {"name": "brown", "fingerprint": "f"}}
+    folder = RunDir(tmp_path / "run")
+    folder.write_record(old)
+    folder.mark_started("old", "f", None)
+    assert folder.record["config"]["published"]["beats_rows"] == today["published"]["beats_rows"]
+    assert find_done(tmp_path, config_hash(cfg), "f").path == folder.path  # a rerun skips it as done
+
+
 def test_git_commit_is_dirty_for_changed_code_but_not_for_changed_results(tmp_path):
     from lmbench.runs.provenance import git_commit
 

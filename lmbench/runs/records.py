@@ -14,7 +14,7 @@ import pandas as pd
 from lmbench.files import atomic_write_text
 from lmbench.models import COUNT_BASED
 
-VERSION = 1  # of the record layout: bump it, and add the step to ``migrate``, when the layout changes
+VERSION = 2  # of the record layout: bump it, and add the step to ``migrate``, when the layout changes
 
 
 class Record(TypedDict, total=False):
@@ -50,6 +50,8 @@ class Record(TypedDict, total=False):
     diagnostics: dict  # per diagnostic (gradients, memory, cells, positions) its summary (lmbench.diagnose)
 
 
+# Published rows whose name said something the source does not: old name, corrected name.
+RENAMED_ROWS = {"Kneser-Ney n=5 (their best n-gram)": "Kneser-Ney n=5 (their best Kneser-Ney)"}
 REQUIRED = {"id": str, "model": str, "status": str, "config": dict, "corpus": dict}  # what tables read
 
 
@@ -67,6 +69,17 @@ def migrate(record: dict) -> Record:
         if test and orders and not test.get("unseen_fraction_by_order"):
             test["unseen_fraction_by_order"] = [o.get("test_unseen_fraction") for o in orders]
         record["version"] = 1
+    if record["version"] < 2:
+        # 1: published rows named as since corrected (RENAMED_ROWS); the job's identity follows the name
+        published = (record.get("config") or {}).get("published") or {}
+        beaten = published.get("beats_rows") or []
+        if published.get("row") in RENAMED_ROWS or set(beaten) & set(RENAMED_ROWS):
+            from lmbench.runs.jobs import settings_hash  # jobs reads runs through rundir, which reads records
+
+            published["row"] = RENAMED_ROWS.get(published["row"], published["row"])
+            published["beats_rows"] = [RENAMED_ROWS.get(row, row) for row in beaten] or None
+            record["config_hash"] = settings_hash(record["config"])
+        record["version"] = 2
     return record
 
 

@@ -164,8 +164,11 @@ class RunDir:
             return {}
 
     def is_job(self, cfg_hash: str, fingerprint: str) -> bool:
-        """The folder's job marker names this job: its config hash and corpus fingerprint."""
+        """The folder's job marker names this job: its config hash and corpus fingerprint (a finished
+        run's as its record, migrated, has them)."""
         marker = self.marker
+        if self.finished and self.record.get("config_hash"):
+            marker = {**marker, "config_hash": self.record["config_hash"]}
         return marker.get("config_hash") == cfg_hash and marker.get("fingerprint") == fingerprint
 
     @cached_property
