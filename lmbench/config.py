@@ -230,8 +230,8 @@ class TrainConfig:
     threads: Any = option("auto", Rule(lambda v: v == "auto" or type(v) is int and 0 <= v <= 1024,
                                        "auto or an integer in [0, 1024] (0 keeps torch's default)",
                                        (-1, 1025, "many")))
-    # bf16 autocast for the training forward and backward passes where the hardware multiplies bf16
-    # natively (auto: AMX / AVX512-BF16 CPUs, Ampere+ GPUs); scoring stays float32 whatever this is
+    # bf16 autocast for the training forward and backward passes; auto: where the hardware multiplies
+    # bf16 natively and it trains this model faster (hardware.choose_precision); scoring stays float32
     precision: Precision = Precision.auto
     resume: bool = False
 

@@ -1,6 +1,6 @@
-"""What the machine can do for training: whether it multiplies bf16 natively (so
-``train.precision=auto`` picks bf16 only where it is faster), its matmul peak (so a record can say
-what fraction of the machine a run used), and how many cores a job may take. torch is imported only
+"""What the machine can do for training: whether it multiplies bf16 natively and, where it does,
+whether bf16 trains the model at hand faster (``train.precision=auto``), its matmul peak (so a record
+can say what fraction of the machine a run used), and how many cores a job may take. torch is imported only
 by the functions that need it, so the launchers and count-based models can use the rest without it.
 """
 
@@ -27,6 +27,9 @@ BF16_CPU_FLAGS = {"amx_bf16", "avx512_bf16"}  # x86 features with native bf16 do
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 GLIBC_DEFAULT_THRESHOLD = 128 * 1024  # both thresholds' default (before glibc's own adjustments)
 _keeping_freed_memory = False
+# train.precision=auto keeps bf16 only where it is this much faster than fp32 (near parity fp32's rounding
+# wins) and its mean loss over the timed steps is within this many nats of fp32's (bf16 gone wrong)
+BF16_MIN_SPEEDUP, BF16_LOSS_TOLERANCE = 1.02, 0.02
 
 
 def cpu_flags() -> set[str]:
@@ -52,10 +55,69 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def resolve_precision(requested: str, device: torch.device) -> str:
-    """``auto`` is bf16 where the hardware multiplies bf16 natively, fp32 elsewhere."""
+    """The hardware's rule: ``auto`` is bf16 where the hardware multiplies bf16 natively (a candidate
+    that ``choose_precision`` times against fp32), fp32 elsewhere. A plain string, not the config's enum,
+    so a checkpoint can keep it."""
     if requested == "auto":
         return "bf16" if native_bf16(device) else "fp32"
-    return requested
+    return str(requested)
+
+
+def choose_precision(requested: str, device: torch.device, measure,
+                     shape: dict | None = None) -> tuple[str, dict]:
+    """The precision to train in, and why. ``auto`` where bf16 is native calls ``measure()`` ->
+    {"fp32": (seconds per step, mean loss), "bf16": (...), "seconds": its cost}, timed on the model's
+    own training steps, and keeps bf16 only if it is BF16_MIN_SPEEDUP faster with a loss within
+    BF16_LOSS_TOLERANCE of fp32's: even with AMX, bf16 is slower for small models (the GRU, RNN and
+    GPT at the default 128 units, nanoGPT's baby GPT on characters) and faster for PTB-sized ones.
+    With ``shape`` (what decides the speed: model, batch, threads) the choice is measured once per
+    machine and cached like the matmul peak, so every seed and rerun of a job trains alike."""
+    precision = resolve_precision(requested, device)
+    if requested != "auto":
+        return precision, {"why": f"train.precision={requested}"}
+    if precision == "fp32":
+        return precision, {"why": f"no native bf16 on {device.type}"}
+    path = None if shape is None else _machine_cache("precision", device, shape)
+    if path is not None and path.is_file():
+        try:
+            saved = json.loads(path.read_text())
+            return saved["precision"], {**saved["choice"], "cached": str(path)}
+        except (OSError, ValueError, KeyError):
+            pass
+    precision, choice = _choose(measure())
+    if path is not None:
+        from lmbench.files import atomic_write_text
+
+        try:
+            atomic_write_text(path, json.dumps({"shape": shape, "precision": precision, "choice": choice}))
+        except OSError as exc:  # an unwritable cache only costs the next run this measurement
+            log.warning("could not cache the precision choice in %s: %s", path, exc)
+    return precision, choice
+
+
+def _choose(timed: dict) -> tuple[str, dict]:
+    (fp32_s, fp32_loss), (bf16_s, bf16_loss) = timed["fp32"], timed["bf16"]
+    ratio = fp32_s / bf16_s
+    choice = {"fp32_s": fp32_s, "bf16_s": bf16_s, "ratio": ratio, "fp32_loss": fp32_loss,
+              "bf16_loss": bf16_loss, "measure_seconds": timed["seconds"]}
+    if not abs(bf16_loss - fp32_loss) <= BF16_LOSS_TOLERANCE:  # a NaN loss fails too
+        return "fp32", {**choice, "why": f"bf16 loss {bf16_loss:.4f} against fp32's {fp32_loss:.4f}"}
+    if ratio < BF16_MIN_SPEEDUP:
+        return "fp32", {**choice, "why": f"bf16 trains at {ratio:.2f}x fp32's speed"}
+    return "bf16", {**choice, "why": f"bf16 trains at {ratio:.2f}x fp32's speed"}
+
+
+def _machine_cache(kind: str, device: torch.device, what: dict) -> Path:
+    """The file caching a measurement of ``kind`` for ``what`` on this processor and torch version."""
+    import torch
+
+    from lmbench.corpora.fetch import cache_dir
+    from lmbench.runs.provenance import cpu_name
+
+    processor = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    key = json.dumps({"processor": processor, "device": device.type, "torch": torch.__version__, **what},
+                     sort_keys=True)
+    return cache_dir() / "machine" / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
 def keep_freed_memory(keep: bool = True) -> None:

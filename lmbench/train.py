@@ -12,6 +12,7 @@ with the best validation perplexity, which run.py scores on test.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import sys
@@ -24,12 +25,15 @@ from tqdm import tqdm
 from lmbench.corpora import Corpus
 from lmbench.errors import UserError
 from lmbench.evaluate import evaluate
-from lmbench.hardware import keep_freed_memory, matmul_peak, resolve_precision, resolve_threads, running_jobs
+from lmbench.hardware import choose_precision, keep_freed_memory, matmul_peak, resolve_threads, running_jobs
 from lmbench.models.base import FitSettings
 from lmbench.runs import checkpoint
 
 log = logging.getLogger(__name__)
 FLUSH_EVERY = 25  # steps between reading losses back from the device (one sync per flush)
+# train.precision=auto times fp32 against bf16 over MEASURE_ROUNDS alternating rounds of MEASURE_STEPS
+# steps, after one warm-up step each: 14 steps, under 1% of a zaremba_small PTB epoch (2,324 steps)
+MEASURE_STEPS, MEASURE_ROUNDS = 2, 3
 
 
 def batchify(ids, streams: int, device) -> torch.Tensor:
@@ -46,7 +50,8 @@ OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.o
 class TrainState:
     """Where training stands, all a resume needs beside the weights, optimizer and RNG states
     (checkpointed as ``asdict``): the position, the rate, the best validation so far, why it stopped,
-    the per-epoch history, gradient-norm sums and the threads it computes with."""
+    the per-epoch history, gradient-norm sums, the threads it computes with and the precision it
+    chose (with why: ``hardware.choose_precision``)."""
 
     lr: float
     epoch: int = 0
@@ -63,6 +68,8 @@ class TrainState:
     norm_max: float = 0.0
     clipped: int = 0
     threads: int | None = None  # resolved once, kept by a resume so it computes the same sums
+    precision: str | None = None  # chosen once (measured under auto), kept by a resume likewise
+    precision_choice: dict | None = None
 
 
 @dataclass
@@ -136,6 +143,12 @@ def _rng_state() -> dict:
     return states
 
 
+def _set_rng_state(states: dict) -> None:
+    torch.set_rng_state(states["torch"].cpu())
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
+
+
 def train(model, corpus: Corpus, settings: FitSettings) -> dict:
     """Train ``model`` on ``corpus.train`` under ``settings.train``, checkpointing in
     ``settings.run_dir``; returns the record's ``train`` section."""
@@ -168,7 +181,6 @@ class Trainer:
             self.state.threads = resolve_threads(tc.threads, parallel_jobs())
         if self.state.threads:
             torch.set_num_threads(self.state.threads)
-        self.precision = resolve_precision(tc.precision, model.device)
         self.params = list(model.net.parameters())
         self.seq = model.seq_len(tc.bptt)
         self.steps_per_epoch = math.ceil((self.data.size(0) - 1) / self.seq)
@@ -177,6 +189,19 @@ class Trainer:
             total_steps = min(total_steps, math.ceil(tc.max_tokens / (self.seq * tc.batch_size)))
         self.schedule = Schedule(tc, total_steps)
         self.clip = tc.clip if tc.clip > 0 else math.inf
+        self.precision = self._precision()
+
+    def _precision(self) -> str:
+        """The precision this run trains in: chosen once (``hardware.choose_precision``, by a measurement
+        cached per machine and job shape), kept by a resume."""
+        state, tc = self.state, self.tc
+        if state.precision is None:
+            shape = {"model": self.meta["model"], "vocab_size": self.meta["vocab_size"], "seq": self.seq,
+                     "batch_size": tc.batch_size, "optimizer": str(tc.optimizer), "threads": state.threads}
+            state.precision, state.precision_choice = choose_precision(
+                tc.precision, self.model.device, self._time_precisions, shape)
+            log.info("training in %s: %s", state.precision, state.precision_choice["why"])
+        return state.precision
 
     def _start_or_resume(self) -> TrainState:
         """A fresh state, or the one saved in the run's checkpoint (``resume``), with its weights,
@@ -185,9 +210,7 @@ class Trainer:
             saved = checkpoint.load(self.last, self.meta, self.model.device)
             self.model.net.load_state_dict(saved["model"])
             self.optimizer.load_state_dict(saved["optimizer"])
-            torch.set_rng_state(saved["rng"]["torch"].cpu())
-            if "cuda" in saved["rng"] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all([s.cpu() for s in saved["rng"]["cuda"]])
+            _set_rng_state(saved["rng"])
             log.info("resumed from %s after epoch %d", self.last, saved["state"]["epoch"])
             return TrainState(**saved["state"])
         checkpoint.refuse_existing(self.last)
@@ -237,6 +260,7 @@ class Trainer:
             "clipped_fraction": state.clipped / steps if steps else None,
             "clip": tc.clip,
             "precision": self.precision,
+            "precision_choice": state.precision_choice,
             "flops_per_token_forward": model.flops_per_token(),
             "flops_per_token_train": 3 * model.flops_per_token(),  # forward, and twice that backward
             "peak_flops_per_s": peak,
@@ -315,6 +339,53 @@ class Trainer:
                     break
         # CPU seconds over all threads: the work, not the wait
         return EpochResult(lr, losses, seen, time.perf_counter() - started, time.process_time() - cpu_started)
+
+    def _time_precisions(self) -> dict:
+        """{"fp32" | "bf16": (seconds per step, mean loss), "seconds": wall seconds of it all} of this
+        run's own training steps on the first chunks of its streams, for ``choose_precision``: per
+        precision one warm-up step, then the least of MEASURE_ROUNDS alternating rounds of MEASURE_STEPS
+        steps, in CPU time on a CPU (what other processes on the machine disturb least). Every round
+        starts from the run's weights, optimizer state and RNG, restored at the end, so the run goes on
+        as if nothing had been measured."""
+        started = time.perf_counter()
+        start = ({k: v.detach().clone() for k, v in self.model.net.state_dict().items()},
+                 copy.deepcopy(self.optimizer.state_dict()), _rng_state())
+        step, timed = self.state.step, {"fp32": [], "bf16": []}
+        try:
+            for precision in timed:  # warm-up
+                self._timed_steps(precision, 1, start)
+            for _ in range(MEASURE_ROUNDS):
+                for precision, rounds in timed.items():
+                    rounds.append(self._timed_steps(precision, MEASURE_STEPS, start))
+        finally:
+            self._restore(*start)
+            self.state.step = step
+        return {**{precision: (min(seconds for seconds, _ in rounds) / MEASURE_STEPS, rounds[0][1])
+                   for precision, rounds in timed.items()}, "seconds": time.perf_counter() - started}
+
+    def _restore(self, weights: dict, optimizer: dict, rng: dict) -> None:
+        self.model.net.load_state_dict(weights)
+        self.optimizer.load_state_dict(copy.deepcopy(optimizer))  # it would update the copy's tensors
+        self.optimizer.zero_grad(set_to_none=True)
+        _set_rng_state(rng)
+
+    def _timed_steps(self, precision: str, steps: int, start: tuple) -> tuple[float, float]:
+        """Seconds (CPU seconds on a CPU) and mean loss of ``steps`` training steps in ``precision``
+        from ``start`` (weights, optimizer state, RNG) at the streams' beginning."""
+        self._restore(*start)
+        self.precision, device, last = precision, self.model.device, self.data.size(0) - 1
+        clock = time.process_time if device.type == "cpu" else time.perf_counter
+        chunks = range(0, last, self.seq)
+        self.model.net.train()
+        hidden, losses = self.model.initial_state(self.tc.batch_size), []
+        started = clock()
+        for i in range(steps):
+            j = chunks[i % len(chunks)]
+            n = min(self.seq, last - j)
+            hidden, loss_and_norm = self._step(self.data[j:j + n], self.data[j + 1:j + 1 + n], hidden)
+            losses.append(loss_and_norm[0])
+        loss = float(torch.stack(losses).mean())  # waits for the device
+        return clock() - started, loss
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, hidden):
         """One chunk, teacher-forced: forward, backward, clip, update. Returns the state carried to
