@@ -25,7 +25,14 @@ from tqdm import tqdm
 from lmbench.corpora import Corpus
 from lmbench.errors import UserError
 from lmbench.evaluate import evaluate
-from lmbench.hardware import choose_precision, keep_freed_memory, matmul_peak, resolve_threads, running_jobs
+from lmbench.hardware import (
+    choose_precision,
+    keep_freed_memory,
+    matmul_peak,
+    resolve_precision,
+    resolve_threads,
+    running_jobs,
+)
 from lmbench.models.base import FitSettings
 from lmbench.runs import checkpoint
 
@@ -195,6 +202,9 @@ class Trainer:
         """The precision this run trains in: chosen once (``hardware.choose_precision``, by a measurement
         cached per machine and job shape), kept by a resume."""
         state, tc = self.state, self.tc
+        if state.precision is None and self.epochs_before:  # a checkpoint from before the measured choice
+            state.precision = resolve_precision(tc.precision, self.model.device)
+            state.precision_choice = {"why": "resumed a run whose precision followed the hardware rule"}
         if state.precision is None:
             shape = {"model": self.meta["model"], "vocab_size": self.meta["vocab_size"], "seq": self.seq,
                      "batch_size": tc.batch_size, "optimizer": str(tc.optimizer), "threads": state.threads}
