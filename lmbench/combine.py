@@ -24,7 +24,7 @@ from lmbench.errors import UserError
 from lmbench.evaluate import metrics
 from lmbench.published import line
 from lmbench.runs import provenance, records
-from lmbench.runs.jobs import settings_hash
+from lmbench.runs.records import settings_hash
 from lmbench.runs.rundir import RunDir, find_runs
 
 CACHE_SIZES = (50, 100, 200, 500, 1000, 2000)  # tokens of history the cache counts (tuned on valid)

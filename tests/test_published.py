@@ -11,8 +11,9 @@ from omegaconf import OmegaConf
 from lmbench import published
 from lmbench.compose import compose
 from lmbench.config import validate
-from lmbench.runs.jobs import config_hash, settings_hash
-from lmbench.runs.rundir import JOB
+from lmbench.runs.jobs import config_hash
+from lmbench.runs.records import settings_hash
+from lmbench.runs.rundir import JOB, RunDir
 
 TABLES = {"ptb_table": "ptb", "bengio_brown": "brown", "char_shakespeare": "shakespeare"}
 
@@ -91,7 +92,8 @@ def test_every_committed_row_is_still_the_job_its_command_composes(table):
     for job_file in sorted((REFERENCE / table).glob(f"*/{JOB}")):
         record = json.loads((job_file.parent / "record.json").read_text())
         overrides = [o for o in record["job"]["command"].split()[1:] if not o.startswith("hydra.")]
-        assert config_hash(compose(*overrides)) == json.loads(job_file.read_text())["config_hash"], \
+        today = config_hash(compose(*overrides))
+        assert RunDir(job_file.parent).is_job(today, record["corpus"]["fingerprint"]), \
             f"{job_file.parent.name} ({record['job']['command']}) is no longer the job it ran"
 
 

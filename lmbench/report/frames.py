@@ -14,7 +14,7 @@ from lmbench import published
 from lmbench.evaluate import bootstrap_mean_ci, paired_bootstrap
 from lmbench.models import COUNT_BASED
 from lmbench.runs import records
-from lmbench.runs.jobs import settings_hash
+from lmbench.runs.records import settings_hash
 from lmbench.runs.rundir import RunDir
 
 GROUP = ["corpus", "protocol", "fingerprint"]

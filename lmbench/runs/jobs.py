@@ -3,8 +3,6 @@ jobs running at the same time (which taint speed and memory figures)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import tempfile
 from contextlib import contextmanager
@@ -16,32 +14,10 @@ from omegaconf import OmegaConf
 from lmbench.errors import UserError
 from lmbench.files import atomic_copy
 from lmbench.runs.checkpoint import CHECKPOINT, load
+from lmbench.runs.records import settings_hash
 from lmbench.runs.rundir import RunDir, run_dirs
 
-IGNORED_KEYS = ("results_dir", "force")  # where results go and whether to redo them: not the job
 _jobs_in_this_process = 0
-
-
-# Options added after records were made, at the default that changes nothing: left out of the hash,
-# so those records still count as the same job. (section, model name or None for any, option, default)
-ADDED_LATER = [("model", "fnn", "tie_weights", False), ("published", None, "beats_rows", None),
-               ("published", None, "beats_by", None)]
-
-
-def settings_hash(settings: dict, *also_ignored: str) -> str:
-    """Hash of a resolved config (as a plain dict) over what decides a job's result: the output
-    place, ``force`` and ``train.resume`` are left out, and so are ``also_ignored`` top-level keys
-    and options added later at their neutral default (``ADDED_LATER``)."""
-    settings = json.loads(json.dumps(settings))
-    for key in (*IGNORED_KEYS, *also_ignored):
-        settings.pop(key, None)
-    settings.get("train", {}).pop("resume", None)
-    model = (settings.get("model") or {}).get("name")
-    for section, model_name, option, neutral in ADDED_LATER:
-        options = settings.get(section) or {}
-        if model_name in (None, model) and options.get(option, ...) == neutral:
-            del options[option]
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
 def config_hash(cfg) -> str:

@@ -4,6 +4,8 @@ are never edited by hand; they are regenerated from records."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,6 +52,31 @@ class Record(TypedDict, total=False):
     diagnostics: dict  # per diagnostic (gradients, memory, cells, positions) its summary (lmbench.diagnose)
 
 
+IGNORED_KEYS = ("results_dir", "force")  # where results go and whether to redo them: not the job
+
+
+# Options added after records were made, at the default that changes nothing: left out of the hash,
+# so those records still count as the same job. (section, model name or None for any, option, default)
+ADDED_LATER = [("model", "fnn", "tie_weights", False), ("published", None, "beats_rows", None),
+               ("published", None, "beats_by", None)]
+
+
+def settings_hash(settings: dict, *also_ignored: str) -> str:
+    """Hash of a resolved config (as a plain dict) over what decides a job's result: the output
+    place, ``force`` and ``train.resume`` are left out, and so are ``also_ignored`` top-level keys
+    and options added later at their neutral default (``ADDED_LATER``)."""
+    settings = json.loads(json.dumps(settings))
+    for key in (*IGNORED_KEYS, *also_ignored):
+        settings.pop(key, None)
+    settings.get("train", {}).pop("resume", None)
+    model = (settings.get("model") or {}).get("name")
+    for section, model_name, option, neutral in ADDED_LATER:
+        options = settings.get(section) or {}
+        if model_name in (None, model) and options.get(option, ...) == neutral:
+            del options[option]
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
 # Published rows whose name said something the source does not: old name, corrected name.
 RENAMED_ROWS = {"Kneser-Ney n=5 (their best n-gram)": "Kneser-Ney n=5 (their best Kneser-Ney)"}
 REQUIRED = {"id": str, "model": str, "status": str, "config": dict, "corpus": dict}  # what tables read
@@ -74,8 +101,6 @@ def migrate(record: dict) -> Record:
         published = (record.get("config") or {}).get("published") or {}
         beaten = published.get("beats_rows") or []
         if published.get("row") in RENAMED_ROWS or set(beaten) & set(RENAMED_ROWS):
-            from lmbench.runs.jobs import settings_hash  # jobs reads runs through rundir, which reads records
-
             published["row"] = RENAMED_ROWS.get(published["row"], published["row"])
             published["beats_rows"] = [RENAMED_ROWS.get(row, row) for row in beaten] or None
             record["config_hash"] = settings_hash(record["config"])
