@@ -185,23 +185,7 @@ def test_a_record_with_null_sections_is_listed_without_breaking_the_report(tmp_p
 
 
 @pytest.mark.slow
-def test_runs_at_several_training_sizes_get_the_excess_over_the_floor_plot(tmp_path):
-    from lmbench.report.frames import data_size
-    from lmbench.runs.rundir import find_runs
-
-    done = lmbench(tmp_path, "-m", "model=ngram,unigram", "corpus.train_tokens=3000,30000",
-                   "corpus.valid_tokens=2000", "corpus.test_tokens=2000")
-    assert done.returncode == 0, done.stderr
-    sweep = next((tmp_path / "results" / "sweeps").iterdir())
-    points = data_size([r.record for r in find_runs(sweep)[0]]).set_index(["family", "train_tokens"]).excess
-    assert points["ngram", 30000] < points["ngram", 3000]  # more data closes part of the gap
-    assert (points > 0).all()  # no model beats the exact floor
-    assert (sweep / "plots" / "datasize_synthetic.png").stat().st_size > 10_000
-    assert "plots/datasize_synthetic.png" in (sweep / "report.md").read_text()
-
-
-@pytest.mark.slow
-def test_each_training_size_gets_its_mixture_and_the_plot_its_gain_over_the_ngram(tmp_path):
+def test_training_sizes_get_the_excess_over_the_floor_plot_and_each_its_mixture_gain(tmp_path):
     from matplotlib.image import imread
 
     from lmbench.combine import main
@@ -213,6 +197,10 @@ def test_each_training_size_gets_its_mixture_and_the_plot_its_gain_over_the_ngra
                    "corpus.valid_tokens=2000", "corpus.test_tokens=2000")
     assert done.returncode == 0, done.stderr
     sweep = next((tmp_path / "results" / "sweeps").iterdir())
+    points = data_size([r.record for r in find_runs(sweep)[0]]).set_index(["family", "train_tokens"]).excess
+    assert points["ngram", 30000] < points["ngram", 3000]  # more data closes part of the gap
+    assert (points > 0).all()  # no model beats the exact floor
+    assert "plots/datasize_synthetic.png" in (sweep / "report.md").read_text()
     alone = imread(sweep / "plots" / "datasize_synthetic.png").shape[1]
     main([str(sweep), "--each-corpus"])
     runs = [r.record for r in find_runs(sweep)[0]]
